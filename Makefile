@@ -1,0 +1,45 @@
+# tinymnist: every target creates .venv/ and installs requirements.txt when needed.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Offline machines here read MNIST from the shared prepared copy; elsewhere TFDS downloads it.
+SHARED_TFDS := $(abspath ../shared/data/tensorflow_datasets)
+ifeq ($(origin TFDS_DATA_DIR),undefined)
+ifneq ($(wildcard $(SHARED_TFDS)/mnist),)
+export TFDS_DATA_DIR := $(SHARED_TFDS)
+endif
+endif
+
+SEED ?= 0
+RUN ?= runs/seed$(SEED)
+ARGS ?=
+
+.PHONY: install train test test-all export predict tune bench clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+train: $(STAMP)
+	$(PY) -m app train --seed $(SEED) --out $(RUN) $(ARGS)
+
+export: $(STAMP)
+	$(PY) -m app export --model $(RUN)/model.keras --out exported
+
+predict: $(STAMP)
+	$(PY) -m app predict $(ARGS) $(FILES)
+
+test: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest $(ARGS)
+
+clean:
+	rm -rf runs tuning .pytest_cache

@@ -1,0 +1,154 @@
+"""The command line: `python -m app {train,export,predict}`.
+
+Errors a user can fix (bad flags, an over-budget config, missing data) print one line and
+exit non-zero; heavy modules are imported only by the command that needs them, so
+`predict` runs without TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+# Exit code of a usage error (argparse's convention).
+USAGE_ERROR = 2
+
+
+class UsageError(Exception):
+    """A problem with the command line, reported in one line with exit code 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line, not usage plus message."""
+
+    def error(self, message):
+        raise UsageError(message)
+
+
+def positive_int(text: str) -> int:
+    """Parses a whole number greater than zero (for epochs, batch size, trials)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {value}")
+    return value
+
+
+def build_parser() -> Parser:
+    """Returns the parser of all subcommands."""
+    parser = Parser(prog="python -m app", description="tinymnist: a tiny MNIST CNN for mobile.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    train = commands.add_parser("train", help="train the default model and write a run folder")
+    train.add_argument("--epochs", type=positive_int, default=None, help="epochs (default: the recipe's)")
+    train.add_argument("--batch-size", type=positive_int, default=None, help="batch size (default: the recipe's)")
+    train.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    train.add_argument("--out", default=None, help="run folder (default runs/seedN)")
+    train.add_argument("--quick", action="store_true", help="small slices of the splits: a smoke test")
+    train.add_argument("--validation", action="store_true",
+                       help="hold out the last 10,000 train images and evaluate on them, never on test")
+    train.add_argument("--budget", type=positive_int, default=None, help="parameter budget of the config")
+    train.add_argument("--config", default=None, help="a JSON file of ModelConfig fields (e.g. from the tuner)")
+
+    export = commands.add_parser("export", help="export SavedModel + TFLite float32/int8, verified")
+    export.add_argument("--model", default="runs/seed0/model.keras", help="the trained .keras file")
+    export.add_argument("--out", default="exported", help="destination folder, replaced whole")
+
+    predict = commands.add_parser("predict", help="classify image files with the int8 TFLite model")
+    predict.add_argument("files", nargs="+", metavar="FILE", help="PNG/JPEG images")
+    predict.add_argument("--model", default=None, help="the .tflite model (default exported/model_int8.tflite)")
+    predict.add_argument("--dark-on-light", action="store_true", help="dark ink on a light background")
+    predict.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
+    return parser
+
+
+def run_train(args) -> int:
+    import json
+
+    from app.config import ModelConfig, Recipe
+    from app.train import train
+
+    values = {}
+    if args.config:
+        try:
+            with open(args.config) as f:
+                values = json.load(f)
+        except (OSError, ValueError) as error:
+            raise UsageError(f"cannot read config {args.config}: {error}") from None
+    if args.budget is not None:
+        values["budget"] = args.budget
+    try:
+        config = ModelConfig.from_dict(values)
+    except TypeError as error:
+        raise UsageError(f"bad config {args.config}: {error}") from None
+    recipe_values = {"seed": args.seed}
+    if args.epochs is not None:
+        recipe_values["epochs"] = args.epochs
+    if args.batch_size is not None:
+        recipe_values["batch_size"] = args.batch_size
+    recipe = Recipe(**recipe_values)
+    out = args.out or f"runs/seed{args.seed}"
+    metrics = train(config, recipe, out=out, quick=args.quick, validation=args.validation)
+    held_out = "val" if args.validation else "test"
+    print(
+        f"{out}: {metrics['parameters']['total']:,} parameters, final {held_out} accuracy "
+        f"{100 * metrics[f'final_{held_out}_accuracy']:.2f}% after {metrics['epochs']} epochs "
+        f"({metrics['wall_seconds']:.0f}s)"
+    )
+    return 0
+
+
+def run_export(args) -> int:
+    import shlex
+
+    from app.export import export
+
+    command = "python -m app " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
+    metadata = export(args.model, args.out, command=command)
+    for name, accuracy in metadata["accuracy"].items():
+        print(f"{name:>15}: {100 * accuracy:.2f}% on {metadata['test_images']:,} test images")
+    sizes = {k: v["bytes"] for k, v in metadata["files"].items() if k.endswith(".tflite")}
+    print(f"wrote {args.out}/ ({', '.join(f'{k} {v:,} B' for k, v in sizes.items())})")
+    return 0
+
+
+def run_predict(args) -> int:
+    import json
+
+    from app.predict import DEFAULT_MODEL, predict_files
+
+    results = predict_files(args.files, args.model or DEFAULT_MODEL, args.dark_on_light)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    for r in results:
+        if "error" in r:
+            print(f"error: {r['file']}: {r['error']}", file=sys.stderr)
+        elif not args.json:
+            print(f"{r['file']}\t{r['digit']}\t{r['probability']:.4f}")
+    return 1 if any("error" in r for r in results) else 0
+
+
+COMMANDS = {"train": run_train, "export": run_export, "predict": run_predict}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one command; returns the exit code."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out
+    try:
+        args = build_parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except UsageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except ValueError as error:  # over-budget configs, bad recipes, an occupied run folder
+        print(f"error: {error}", file=sys.stderr)
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (RuntimeError, FileNotFoundError) as error:  # missing data or model, refused export
+        print(f"error: {error}", file=sys.stderr)
+        return 1

@@ -1,0 +1,96 @@
+"""The frozen configuration of the model and of its training recipe."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+# The default model stays at or under this many parameters (model.count_params()).
+DEFAULT_BUDGET = 8000
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Everything `build_model` needs; the defaults are the shipped model.
+
+    Attributes:
+        stem: filters of the first 3x3 convolution (the product starts with 8 features).
+        edges: filters of the second 3x3 convolution of block 1 (28x28, edges).
+        transition1: filters of the 1x1 convolution after the first MaxPooling.
+        patterns: filters of the two 3x3 convolutions of block 2 (14x14, patterns).
+        transition2: filters of the 1x1 convolution after the second MaxPooling.
+        object: filters of the two 3x3 convolutions of block 3 (7x7, the object).
+        dropout: rate of the Dropout after each block.
+        budget: the most parameters (trainable plus BatchNorm statistics) a model may have.
+    """
+
+    stem: int = 8
+    edges: int = 12
+    transition1: int = 8
+    patterns: tuple[int, int] = (12, 16)
+    transition2: int = 8
+    object: tuple[int, int] = (16, 16)
+    dropout: float = 0.05
+    budget: int = DEFAULT_BUDGET
+
+    def __post_init__(self):
+        # Tuples survive a JSON round trip as lists; store them as tuples so configs hash.
+        object.__setattr__(self, "patterns", tuple(self.patterns))
+        object.__setattr__(self, "object", tuple(self.object))
+        for name in ("stem", "edges", "transition1", "transition2"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1 filter, got {getattr(self, name)}")
+        for name in ("patterns", "object"):
+            value = getattr(self, name)
+            if len(value) != 2 or min(value) < 1:
+                raise ValueError(f"{name} must be two filter counts of at least 1, got {value}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    def to_dict(self) -> dict:
+        """Returns the config as plain JSON-ready values."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "ModelConfig":
+        """Builds a config from `to_dict` output (unknown keys are an error)."""
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How the model is trained; the defaults are the shipped recipe.
+
+    Attributes:
+        epochs: number of passes over the 60,000 training images.
+        batch_size: images per optimizer step.
+        optimizer: "adamw", or "sgd" (Nesterov momentum 0.9).
+        max_lr: the peak learning rate of the one-cycle schedule.
+        weight_decay: decoupled weight decay of the optimizer.
+        label_smoothing: smoothing of the one-hot targets.
+        shift: largest random translation of the augmentation, as a fraction of 28 pixels.
+        rotation: largest random rotation of the augmentation, as a fraction of a full turn.
+        seed: seeds weights, shuffling, dropout and augmentation.
+    """
+
+    epochs: int = 20
+    batch_size: int = 128
+    optimizer: str = "adamw"
+    max_lr: float = 0.01
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.0
+    shift: float = 0.08
+    rotation: float = 0.02
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be a positive whole number, got {self.epochs}")
+        if self.batch_size < 1:
+            raise ValueError(f"batch size must be a positive whole number, got {self.batch_size}")
+        if self.optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
+
+    def to_dict(self) -> dict:
+        """Returns the recipe as plain JSON-ready values."""
+        return dataclasses.asdict(self)

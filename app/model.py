@@ -1,0 +1,139 @@
+"""The tinymnist CNN: one pure builder, `build_model(config)`, in the Keras functional API.
+
+Layout (every 3x3 convolution uses 'same' padding, stride 1, no bias, then BatchNorm + ReLU):
+
+| layer            | kind          | output   | receptive field |
+|------------------|---------------|----------|-----------------|
+| normalize        | Rescaling     | 28x28x1  | 1               |
+| edges_conv1      | 3x3 conv      | 28x28x8  | 3               |
+| edges_conv2      | 3x3 conv      | 28x28x12 | 5               |
+| transition1_pool | 2x2 MaxPool   | 14x14x12 | 6               |
+| transition1_conv | 1x1 conv      | 14x14x8  | 6               |
+| patterns_conv1   | 3x3 conv      | 14x14x12 | 10              |
+| patterns_conv2   | 3x3 conv      | 14x14x16 | 14              |
+| transition2_pool | 2x2 MaxPool   | 7x7x16   | 16              |
+| transition2_conv | 1x1 conv      | 7x7x8    | 16              |
+| object_conv1     | 3x3 conv      | 7x7x16   | 24              |
+| object_conv2     | 3x3 conv      | 7x7x16   | 32 (>= 28)      |
+| gap              | GlobalAvgPool | 16       | whole image     |
+| head             | Dense+softmax | 10       |                 |
+
+`receptive_fields(model)` recomputes the last column from the built layers, and the tests
+check it, so this table cannot silently drift from the code.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers
+
+from app.config import ModelConfig
+
+# MNIST train-set pixel statistics (of pixel/255); normalising inside the model lets every
+# exported format take raw 0..255 pixels.
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+NUM_CLASSES = 10
+INPUT_SHAPE = (28, 28, 1)
+
+
+def conv_bn_relu(x, filters: int, kernel_size: int, name: str):
+    """A bias-free convolution followed by BatchNorm and ReLU.
+
+    The bias is dropped because BatchNorm's beta does the same job.
+
+    Args:
+        x: the input tensor.
+        filters: number of output channels.
+        kernel_size: 3 for feature extraction, 1 for transitions.
+        name: prefix of the three layer names (`name`, `name_bn`, `name_relu`).
+    """
+    x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False, name=name)(x)
+    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def block(x, filters: tuple[int, ...], dropout: float, name: str):
+    """A block of 3x3 convolutions closed by Dropout against memorising.
+
+    Args:
+        x: the input tensor.
+        filters: output channels of each 3x3 convolution, in order.
+        dropout: the rate of the closing Dropout.
+        name: the block's name (`edges`, `patterns` or `object`).
+    """
+    for i, f in enumerate(filters, start=1):
+        x = conv_bn_relu(x, f, 3, name=f"{name}_conv{i}")
+    return layers.Dropout(dropout, name=f"{name}_dropout")(x)
+
+
+def transition(x, filters: int, name: str):
+    """Halves the resolution (MaxPooling) and squeezes the channels (1x1 convolution).
+
+    Args:
+        x: the input tensor.
+        filters: output channels of the 1x1 convolution.
+        name: the transition's name.
+    """
+    x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+    return conv_bn_relu(x, filters, 1, name=f"{name}_conv")
+
+
+def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
+    """Builds the uncompiled tinymnist CNN.
+
+    Args:
+        config: filter counts, dropout and the parameter budget.
+
+    Returns:
+        A functional `keras.Model` from raw pixels `[batch, 28, 28, 1]` (0..255, float32)
+        to the 10 class probabilities.
+
+    Raises:
+        ValueError: when the model's parameter count (`model.count_params()`, trainable
+            plus BatchNorm statistics) is over `config.budget`.
+    """
+    inputs = keras.Input(INPUT_SHAPE, name="pixels")
+    x = layers.Rescaling(
+        scale=1.0 / (255.0 * MNIST_STD), offset=-MNIST_MEAN / MNIST_STD, name="normalize"
+    )(inputs)
+    x = block(x, (config.stem, config.edges), config.dropout, name="edges")
+    x = transition(x, config.transition1, name="transition1")
+    x = block(x, config.patterns, config.dropout, name="patterns")
+    x = transition(x, config.transition2, name="transition2")
+    x = block(x, config.object, config.dropout, name="object")
+    x = layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="head")(x)
+    model = keras.Model(inputs, outputs, name="tinymnist")
+
+    params = model.count_params()
+    if params > config.budget:
+        raise ValueError(f"model has {params:,} parameters, over the budget of {config.budget:,}")
+    return model
+
+
+def parameter_counts(model: keras.Model) -> dict:
+    """Returns the model's total, trainable and non-trainable parameter counts."""
+    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    total = model.count_params()
+    return {"total": total, "trainable": trainable, "non_trainable": total - trainable}
+
+
+def receptive_fields(model: keras.Model) -> dict[str, int]:
+    """Computes the receptive field (in input pixels) of every spatial layer.
+
+    Args:
+        model: a model made of Conv2D/MaxPooling2D layers (others leave it unchanged).
+
+    Returns:
+        Layer name -> receptive field side, in layer order.
+    """
+    field, jump, fields = 1, 1, {}
+    for layer in model.layers:
+        if isinstance(layer, (layers.Conv2D, layers.MaxPooling2D)):
+            kernel = layer.kernel_size[0] if isinstance(layer, layers.Conv2D) else layer.pool_size[0]
+            stride = layer.strides[0]
+            field += (kernel - 1) * jump
+            jump *= stride
+            fields[layer.name] = field
+    return fields

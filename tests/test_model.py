@@ -1,0 +1,100 @@
+"""The builder: exact parameter counts, shapes, names, receptive field, budget errors."""
+
+import numpy as np
+import pytest
+
+from app.config import ModelConfig, Recipe
+from app.model import build_model, parameter_counts, receptive_fields
+
+# Default model, layer by layer (3x3 convs have no bias; BatchNorm holds 4 numbers a channel:
+# gamma and beta are trained, the moving mean and variance are not):
+#   edges_conv1       3*3*1*8   =   72   + BN 4*8  = 32
+#   edges_conv2       3*3*8*12  =  864   + BN 4*12 = 48
+#   transition1_conv  1*1*12*8  =   96   + BN 4*8  = 32
+#   patterns_conv1    3*3*8*12  =  864   + BN 4*12 = 48
+#   patterns_conv2    3*3*12*16 = 1728   + BN 4*16 = 64
+#   transition2_conv  1*1*16*8  =  128   + BN 4*8  = 32
+#   object_conv1      3*3*8*16  = 1152   + BN 4*16 = 64
+#   object_conv2      3*3*16*16 = 2304   + BN 4*16 = 64
+#   head              16*10+10  =  170
+# conv + head = 7,378; BN = 384, of which 192 moving statistics; total 7,762.
+DEFAULT_TOTAL = 7762
+DEFAULT_NON_TRAINABLE = 192
+
+
+def test_default_parameter_count_is_exact_and_under_8000():
+    model = build_model()
+    assert parameter_counts(model) == {
+        "total": DEFAULT_TOTAL,
+        "trainable": DEFAULT_TOTAL - DEFAULT_NON_TRAINABLE,
+        "non_trainable": DEFAULT_NON_TRAINABLE,
+    }
+    assert model.count_params() <= 8000
+
+
+def test_outputs_are_probabilities_of_ten_classes():
+    model = build_model()
+    x = np.random.default_rng(0).uniform(0, 255, size=(2, 28, 28, 1)).astype("float32")
+    y = np.asarray(model(x, training=False))
+    assert y.shape == (2, 10)
+    np.testing.assert_allclose(y.sum(axis=1), [1.0, 1.0], atol=1e-5)
+    assert (y >= 0).all()
+
+
+def test_architecture_follows_the_product_shape():
+    model = build_model()
+    names = [layer.name for layer in model.layers]
+    assert model.get_layer("edges_conv1").filters == 8  # starts with 8 features
+    for expected in ("normalize", "transition1_pool", "transition1_conv", "transition2_pool",
+                     "transition2_conv", "edges_dropout", "patterns_dropout", "object_dropout",
+                     "gap", "head"):
+        assert expected in names
+    assert model.get_layer("transition1_conv").kernel_size == (1, 1)
+    assert model.get_layer("object_conv2").output.shape[1:] == (7, 7, 16)
+    # Every layer is named on purpose: no Keras default names like "conv2d_3".
+    assert not [n for n in names if n.split("_")[0] in {"conv2d", "dense", "re", "batch", "dropout"}]
+
+
+def test_receptive_field_of_the_last_convolution_covers_the_digit():
+    fields = receptive_fields(build_model())
+    assert list(fields.values()) == [3, 5, 6, 6, 10, 14, 16, 16, 24, 32]  # the docstring table
+    assert fields["object_conv2"] >= 28
+
+
+def test_over_budget_config_raises_with_count_and_limit():
+    with pytest.raises(ValueError, match=r"^model has 7,762 parameters, over the budget of 7,000$"):
+        build_model(ModelConfig(budget=7000))
+
+
+def test_bigger_config_counts_and_budget_is_inclusive():
+    # Widening object_conv2 from 16 to 20: its conv grows 3*3*16*4 = 576, its BN 4*4 = 16,
+    # and the head 4*10 = 40, so 7,762 + 632 = 8,394.
+    config = ModelConfig(object=(16, 20), budget=8394)
+    assert build_model(config).count_params() == 8394
+    with pytest.raises(ValueError, match="8,394 parameters, over the budget of 8,393"):
+        build_model(ModelConfig(object=(16, 20), budget=8393))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"stem": 0}, "stem must be at least 1 filter, got 0"),
+        ({"patterns": (12,)}, r"patterns must be two filter counts of at least 1, got \(12,\)"),
+        ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
+    ],
+)
+def test_invalid_config_messages(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(**kwargs)
+
+
+def test_config_round_trips_through_dict():
+    config = ModelConfig(patterns=(10, 14), dropout=0.1)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert config.to_dict()["patterns"] == [10, 14]
+
+
+@pytest.mark.parametrize("field", ["epochs", "batch_size"])
+def test_recipe_rejects_non_positive(field):
+    with pytest.raises(ValueError, match=f"must be a positive whole number, got 0"):
+        Recipe(**{field: 0})

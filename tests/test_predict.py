@@ -1,0 +1,101 @@
+"""`python -m app predict`: real MNIST digits as image files, and its error paths."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import last_line
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """Real MNIST test digits saved as image files in several guises, with their labels."""
+    from app import data
+
+    folder = tmp_path_factory.mktemp("digits")
+    images, labels = next(iter(data.load_split("test[:6]").batch(6)))
+    images, labels = images.numpy()[..., 0], labels.numpy().tolist()
+    files = {}
+    for i, (image, label) in enumerate(zip(images, labels)):
+        files[folder / f"plain_{i}.png"] = label
+        Image.fromarray(image).save(folder / f"plain_{i}.png")
+    Image.fromarray(images[0]).resize((140, 140), Image.BILINEAR).save(folder / "big.png")
+    files[folder / "big.png"] = labels[0]
+    Image.fromarray(images[1]).convert("RGB").save(folder / "rgb.jpg", quality=95)
+    files[folder / "rgb.jpg"] = labels[1]
+    return folder, files, images, labels
+
+
+def test_plain_resized_and_rgb_digits(cli, digits):
+    _, files, _, _ = digits
+    result = cli("predict", *files)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == len(files)
+    for line, (path, label) in zip(lines, files.items()):
+        name, digit, probability = line.split("\t")
+        assert name == str(path) and int(digit) == label, line
+        assert 0.5 < float(probability) <= 1.0
+
+
+def test_inverted_drawing_with_dark_on_light(cli, digits, tmp_path):
+    _, _, images, labels = digits
+    Image.fromarray(255 - images[2]).save(tmp_path / "paper.png")
+    result = cli("predict", "--dark-on-light", "--json", tmp_path / "paper.png")
+    assert result.returncode == 0, result.stderr
+    [entry] = json.loads(result.stdout)
+    assert entry["file"] == str(tmp_path / "paper.png") and entry["digit"] == labels[2]
+
+
+def test_bad_files_get_one_line_each_and_the_rest_are_classified(cli, digits, tmp_path):
+    _, files, _, labels = digits
+    good = next(iter(files))
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("not a picture")
+    result = cli("predict", "--json", tmp_path / "missing.png", tmp_path, tmp_path / "empty.png",
+                 tmp_path / "notes.png", good)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-4:] == [
+        f"error: {tmp_path / 'missing.png'}: no such file",
+        f"error: {tmp_path}: is a directory",
+        f"error: {tmp_path / 'empty.png'}: empty file",
+        f"error: {tmp_path / 'notes.png'}: not an image (UnidentifiedImageError)",
+    ]
+    entries = json.loads(result.stdout)
+    assert entries[-1] == {"file": str(good), "digit": files[good], "probability": entries[-1]["probability"]}
+    assert [("error" in e) for e in entries] == [True, True, True, True, False]
+
+
+def test_predict_does_not_import_tensorflow(digits):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    _, files, _, _ = digits
+    code = ("import sys; from app.cli import main; rc = main(['predict', %r]); "
+            "print(rc, 'tensorflow' in sys.modules, 'keras' in sys.modules)") % str(next(iter(files)))
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1] == "0 False False"
+
+
+def test_missing_model_is_one_line(cli, digits, tmp_path):
+    _, files, _, _ = digits
+    result = cli("predict", "--model", tmp_path / "none.tflite", next(iter(files)))
+    assert result.returncode == 1
+    assert last_line(result.stderr) == (
+        f"error: no model at {tmp_path / 'none.tflite'}; run `make export` or pass --model")
+
+
+def test_mnist_style_centres_by_mass():
+    from app.predict import mnist_style
+
+    canvas = np.zeros((100, 60), np.float32)
+    canvas[10:50, 5:25] = 255  # a bar off in a corner
+    out = mnist_style(canvas)
+    assert out.shape == (28, 28)
+    ys, xs = np.nonzero(out > 127)
+    assert ys.max() - ys.min() + 1 == 20  # the longer side fills 20 pixels
+    assert abs((ys.mean() + ys.min() * 0) - 13.5) <= 1 and abs(xs.mean() - 13.5) <= 1

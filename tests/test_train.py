@@ -1,0 +1,137 @@
+"""Quick-mode training writes a complete run folder; an interrupted run resumes."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import pytest
+
+from app.config import ModelConfig, Recipe
+from app.train import train
+from conftest import ROOT
+
+RUN_FILES = {"model.keras", "history.csv", "metrics.json", "summary.txt",
+             "accuracy.png", "loss.png", "parameters.png"}
+
+
+def rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    metrics = train(ModelConfig(), Recipe(epochs=3, seed=0), out=out, quick=True, verbose=0)
+    return out, metrics
+
+
+def test_quick_run_writes_every_file(quick_run):
+    out, _ = quick_run
+    assert {p.name for p in out.iterdir()} == RUN_FILES  # backup/ is gone once finished
+    for png in ("accuracy.png", "loss.png", "parameters.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "Total params: 7,762" in (out / "summary.txt").read_text()
+
+
+def test_quick_run_lowers_the_loss_and_records_metrics(quick_run):
+    out, metrics = quick_run
+    history = rows(out / "history.csv")
+    assert [int(r["epoch"]) for r in history] == [0, 1, 2]
+    losses = [float(r["loss"]) for r in history]
+    assert losses[-1] < losses[0] * 0.8
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk == json.loads(json.dumps(metrics))
+    assert on_disk["parameters"] == {"total": 7762, "trainable": 7570, "non_trainable": 192}
+    assert on_disk["epochs"] == 3 and on_disk["seed"] == 0 and on_disk["batch_size"] == 128
+    assert on_disk["train_images"] == 2048
+    assert on_disk["test_accuracy_per_epoch"] == [float(r["test_accuracy"]) for r in history]
+    assert on_disk["final_test_accuracy"] == on_disk["test_accuracy_per_epoch"][-1]
+    assert on_disk["wall_seconds"] > 0 and on_disk["train_images_per_second"] > 0
+    assert set(on_disk["packages"]) == {"tensorflow", "keras", "tensorflow-datasets", "numpy"}
+
+
+def test_saved_model_reloads_with_identical_predictions(quick_run):
+    import numpy as np
+
+    out, _ = quick_run
+    model = keras.models.load_model(out / "model.keras")
+    x = np.random.default_rng(1).uniform(0, 255, (4, 28, 28, 1)).astype("float32")
+    again = keras.models.load_model(out / "model.keras")
+    np.testing.assert_array_equal(model.predict_on_batch(x), again.predict_on_batch(x))
+    assert model.count_params() == 7762
+
+
+def test_finished_run_folder_is_not_overwritten(quick_run):
+    out, _ = quick_run
+    with pytest.raises(ValueError, match=f"{out} already holds a finished run; choose another --out"):
+        train(out=out, quick=True, recipe=Recipe(epochs=1), verbose=0)
+
+
+class Interrupt(Exception):
+    pass
+
+
+class StopAtEpoch(keras.callbacks.Callback):
+    """Raises when `epoch` (0-based) begins, like a kill right after the previous epoch."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == self.epoch:
+            raise Interrupt
+
+
+class Epochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.seen.append(epoch)
+
+
+def test_run_stopped_after_epoch_1_continues_at_epoch_2(tmp_path):
+    recipe = Recipe(epochs=3, seed=0)
+    with pytest.raises(Interrupt):
+        train(recipe=recipe, out=tmp_path, quick=True, verbose=0, callbacks=[StopAtEpoch(1)])
+    first = rows(tmp_path / "history.csv")
+    assert len(first) == 1 and (tmp_path / "backup").is_dir()
+
+    seen = Epochs()
+    metrics = train(recipe=recipe, out=tmp_path, quick=True, verbose=0, callbacks=[seen])
+    assert seen.seen == [1, 2]  # 0-based: epochs 2 and 3 of 3 ran, epoch 1 was not repeated
+    history = rows(tmp_path / "history.csv")
+    assert [int(r["epoch"]) for r in history] == [0, 1, 2]
+    assert history[0] == first[0]
+    assert metrics["epochs"] == 3 and not (tmp_path / "backup").exists()
+
+
+def test_killed_cli_run_resumes_without_losing_finished_epochs(tmp_path):
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "app", "train", "--quick", "--epochs", "6", "--out", str(out)]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:  # kill as soon as the first epoch is backed up
+            if (out / "backup" / "training_metadata.json").exists():
+                break
+            time.sleep(0.02)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finished = json.loads((out / "backup" / "training_metadata.json").read_text())["epoch"]
+    assert 1 <= finished < 6
+
+    resumed = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"Epoch {finished + 1}/6" in resumed.stdout
+    assert "Epoch 1/6" not in resumed.stdout
+    assert [int(r["epoch"]) for r in rows(out / "history.csv")] == [0, 1, 2, 3, 4, 5]

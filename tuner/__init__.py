@@ -1,0 +1,1 @@
+"""KerasTuner search over tinymnist's filter counts under a parameter budget."""

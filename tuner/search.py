@@ -1,0 +1,128 @@
+"""The budget-aware search: an oracle that never proposes an over-budget model.
+
+Stock KerasTuner is the wrong tool for a *total* parameter budget on its own: its
+`max_model_size` counts trainable weights only (not BatchNorm statistics), and it rejects an
+oversized model by failing the trial, which uses up `max_trials` and, after
+`max_consecutive_failed_trials` in a row, stops the search. `BudgetRandomSearchOracle`
+instead redraws a candidate until it fits, so over-budget models are never built for
+training, never counted as trials, and never end the search; it counts how many it redrew.
+"""
+
+from __future__ import annotations
+
+import keras_tuner as kt
+
+from tuner.hypermodel import TinyHyperModel, parameter_count
+
+# Redraws allowed in a row before the oracle decides no unseen candidate fits the budget.
+MAX_REDRAWS = 2000
+
+
+class BudgetRandomSearchOracle(kt.oracles.RandomSearchOracle):
+    """Random search that only ever proposes candidates within a parameter budget.
+
+    Args:
+        budget: the most total parameters (`model.count_params()`) a candidate may have.
+        **kwargs: passed to `keras_tuner.oracles.RandomSearchOracle`.
+    """
+
+    def __init__(self, budget: int, **kwargs):
+        super().__init__(**kwargs)
+        self.budget = budget
+        self.rejected = 0
+
+    def _random_values(self):
+        for _ in range(MAX_REDRAWS):
+            values = super()._random_values()
+            if values is None:  # the space is exhausted
+                return None
+            if parameter_count(values) <= self.budget:
+                return values
+            self.rejected += 1
+        return None
+
+    def get_state(self):
+        state = super().get_state()
+        state.update(budget=self.budget, rejected=self.rejected)
+        return state
+
+    def set_state(self, state):
+        super().set_state(state)
+        self.rejected = state.get("rejected", 0)
+
+
+class BudgetTuner(kt.Tuner):
+    """A KerasTuner `Tuner` that prints one line per finished trial.
+
+    The initial search space is declared without building a model, because the default
+    model may itself be over a small budget.
+    """
+
+    def _populate_initial_space(self):
+        hp = self.oracle.get_space()
+        self.hypermodel.declare_hyperparameters(hp)
+        self.oracle.update_space(hp)
+
+    def run_trial(self, trial, train, validation, steps_per_epoch, **kwargs):
+        # No per-epoch checkpoints: the best configuration is retrained from scratch anyway.
+        hp = trial.hyperparameters
+        model = self.hypermodel.build(hp)
+        return self.hypermodel.fit(hp, model, train, validation, steps_per_epoch)
+
+    def on_trial_end(self, trial):
+        super().on_trial_end(trial)
+        trial = self.oracle.get_trial(trial.trial_id)
+        print(trial_line(trial), flush=True)
+
+
+def trial_row(trial) -> dict:
+    """One row of the trials table: the trial's values and metrics."""
+    metrics = trial.metrics
+    get = lambda name: metrics.get_last_value(name) if metrics.exists(name) else None  # noqa: E731
+    return {
+        "trial": trial.trial_id,
+        "status": trial.status,
+        **trial.hyperparameters.values,
+        "parameters": int(get("parameters")) if get("parameters") is not None else None,
+        "val_accuracy": get("val_accuracy"),
+        "epochs": int(get("epochs")) if get("epochs") is not None else None,
+        "seconds": get("seconds"),
+    }
+
+
+def trial_line(trial) -> str:
+    """The progress line printed when a trial ends."""
+    row = trial_row(trial)
+    values = " ".join(f"{k}={v}" for k, v in trial.hyperparameters.values.items())
+    if row["val_accuracy"] is None:
+        return f"trial {row['trial']}: {row['status']} {values}"
+    return (
+        f"trial {row['trial']}: {row['parameters']:,} params, val_accuracy "
+        f"{100 * row['val_accuracy']:.2f}%, {row['seconds']:.0f}s | {values}"
+    )
+
+
+def make_tuner(budget, trials, recipe, directory, project="search", seed=0) -> BudgetTuner:
+    """Builds (or reloads, with KerasTuner's `overwrite=False`) the budget-aware tuner.
+
+    Args:
+        budget: the parameter budget.
+        trials: how many candidates to train (`max_trials`); rejected ones do not count.
+        recipe: the training recipe of each trial.
+        directory: where KerasTuner keeps its state (the search resumes from it).
+        project: the project folder name under `directory`.
+        seed: seeds the oracle's sampling.
+    """
+    oracle = BudgetRandomSearchOracle(
+        budget=budget,
+        objective=kt.Objective("val_accuracy", direction="max"),
+        max_trials=trials,
+        seed=seed,
+    )
+    return BudgetTuner(
+        oracle=oracle,
+        hypermodel=TinyHyperModel(budget, recipe),
+        directory=str(directory),
+        project_name=project,
+        overwrite=False,
+    )
