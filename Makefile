@@ -15,6 +15,9 @@ endif
 SEED ?= 0
 RUN ?= runs/seed$(SEED)
 ARGS ?=
+BUDGET ?= 8000
+TRIALS ?= 30
+TUNE_DIR ?= tuning/budget$(BUDGET)
 
 .PHONY: install train test test-all export predict tune bench clean
 
@@ -34,6 +37,9 @@ export: $(STAMP)
 
 predict: $(STAMP)
 	$(PY) -m app predict $(ARGS) $(FILES)
+
+tune: $(STAMP)
+	$(PY) -m tuner search --budget $(BUDGET) --trials $(TRIALS) --dir $(TUNE_DIR) --seed $(SEED) $(ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(ARGS)

@@ -25,10 +25,10 @@ class ModelConfig:
     """
 
     stem: int = 8
-    edges: int = 12
-    transition1: int = 8
+    edges: int = 8
+    transition1: int = 10
     patterns: tuple[int, int] = (12, 16)
-    transition2: int = 8
+    transition2: int = 10
     object: tuple[int, int] = (16, 16)
     dropout: float = 0.05
     budget: int = DEFAULT_BUDGET

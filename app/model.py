@@ -6,13 +6,13 @@ Layout (every 3x3 convolution uses 'same' padding, stride 1, no bias, then Batch
 |------------------|---------------|----------|-----------------|
 | normalize        | Rescaling     | 28x28x1  | 1               |
 | edges_conv1      | 3x3 conv      | 28x28x8  | 3               |
-| edges_conv2      | 3x3 conv      | 28x28x12 | 5               |
-| transition1_pool | 2x2 MaxPool   | 14x14x12 | 6               |
-| transition1_conv | 1x1 conv      | 14x14x8  | 6               |
+| edges_conv2      | 3x3 conv      | 28x28x8  | 5               |
+| transition1_pool | 2x2 MaxPool   | 14x14x8  | 6               |
+| transition1_conv | 1x1 conv      | 14x14x10 | 6               |
 | patterns_conv1   | 3x3 conv      | 14x14x12 | 10              |
 | patterns_conv2   | 3x3 conv      | 14x14x16 | 14              |
 | transition2_pool | 2x2 MaxPool   | 7x7x16   | 16              |
-| transition2_conv | 1x1 conv      | 7x7x8    | 16              |
+| transition2_conv | 1x1 conv      | 7x7x10   | 16              |
 | object_conv1     | 3x3 conv      | 7x7x16   | 24              |
 | object_conv2     | 3x3 conv      | 7x7x16   | 32 (>= 28)      |
 | gap              | GlobalAvgPool | 16       | whole image     |

@@ -25,7 +25,7 @@ def test_empty_hyperparameters_resolve_to_the_default_config():
     hp = kt.HyperParameters()
     assert model_maker.config(kt.HyperParameters()) == ModelConfig()
     assert model_maker.trial_recipe(hp) == Recipe()
-    assert model_maker.build(kt.HyperParameters()).count_params() == 7762  # see test_model.py
+    assert model_maker.build(kt.HyperParameters()).count_params() == 7994  # see test_model.py
 
 
 def test_smallest_model_of_the_space():
