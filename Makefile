@@ -19,7 +19,7 @@ BUDGET ?= 8000
 TRIALS ?= 30
 TUNE_DIR ?= tuning/budget$(BUDGET)
 
-.PHONY: install train test test-all export predict tune bench clean
+.PHONY: install train test test-all export predict results tune clean
 
 install: $(STAMP)
 
@@ -37,6 +37,9 @@ export: $(STAMP)
 
 predict: $(STAMP)
 	$(PY) -m app predict $(ARGS) $(FILES)
+
+results: $(STAMP)
+	$(PY) -m app results $(sort $(wildcard runs/seed*))
 
 tune: $(STAMP)
 	$(PY) -m tuner search --budget $(BUDGET) --trials $(TRIALS) --dir $(TUNE_DIR) --seed $(SEED) $(ARGS)

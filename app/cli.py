@@ -52,6 +52,7 @@ def build_parser() -> Parser:
                        help="hold out the last 10,000 train images and evaluate on them, never on test")
     train.add_argument("--budget", type=positive_int, default=None, help="parameter budget of the config")
     train.add_argument("--config", default=None, help="a JSON file of ModelConfig fields (e.g. from the tuner)")
+    train.add_argument("--recipe", default=None, help="a JSON file of Recipe fields (e.g. {\"max_lr\": 0.004})")
 
     export = commands.add_parser("export", help="export SavedModel + TFLite float32/int8, verified")
     export.add_argument("--model", default="runs/seed0/model.keras", help="the trained .keras file")
@@ -62,6 +63,9 @@ def build_parser() -> Parser:
     predict.add_argument("--model", default=None, help="the .tflite model (default exported/model_int8.tflite)")
     predict.add_argument("--dark-on-light", action="store_true", help="dark ink on a light background")
     predict.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
+
+    results = commands.add_parser("results", help="print a Markdown table of finished runs")
+    results.add_argument("runs", nargs="+", metavar="RUN", help="run folders (with metrics.json)")
     return parser
 
 
@@ -71,25 +75,31 @@ def run_train(args) -> int:
     from app.config import ModelConfig, Recipe
     from app.train import train
 
-    values = {}
-    if args.config:
+    def read(path, kind):
+        if not path:
+            return {}
         try:
-            with open(args.config) as f:
-                values = json.load(f)
+            with open(path) as f:
+                return json.load(f)
         except (OSError, ValueError) as error:
-            raise UsageError(f"cannot read config {args.config}: {error}") from None
+            raise UsageError(f"cannot read {kind} {path}: {error}") from None
+
+    values = read(args.config, "config")
     if args.budget is not None:
         values["budget"] = args.budget
     try:
         config = ModelConfig.from_dict(values)
     except TypeError as error:
         raise UsageError(f"bad config {args.config}: {error}") from None
-    recipe_values = {"seed": args.seed}
+    recipe_values = {**read(args.recipe, "recipe"), "seed": args.seed}
     if args.epochs is not None:
         recipe_values["epochs"] = args.epochs
     if args.batch_size is not None:
         recipe_values["batch_size"] = args.batch_size
-    recipe = Recipe(**recipe_values)
+    try:
+        recipe = Recipe(**recipe_values)
+    except TypeError as error:
+        raise UsageError(f"bad recipe {args.recipe}: {error}") from None
     out = args.out or f"runs/seed{args.seed}"
     metrics = train(config, recipe, out=out, quick=args.quick, validation=args.validation)
     held_out = "val" if args.validation else "test"
@@ -131,7 +141,28 @@ def run_predict(args) -> int:
     return 1 if any("error" in r for r in results) else 0
 
 
-COMMANDS = {"train": run_train, "export": run_export, "predict": run_predict}
+def run_results(args) -> int:
+    import json
+    from pathlib import Path
+
+    print("| seed | parameters | epochs | final test accuracy | best-epoch test accuracy (info only) "
+          "| wall time | command |")
+    print("|---:|---:|---:|---:|---:|---:|---|")
+    for run in args.runs:
+        path = Path(run) / "metrics.json"
+        try:
+            m = json.loads(path.read_text())
+        except (OSError, ValueError) as error:
+            raise UsageError(f"cannot read {path}: {error}") from None
+        if "final_test_accuracy" not in m:
+            raise UsageError(f"{run} is a validation run; it has no test accuracy")
+        print(f"| {m['seed']} | {m['parameters']['total']:,} | {m['epochs']} | "
+              f"{100 * m['final_test_accuracy']:.2f}% | {100 * m['best_epoch_test_accuracy']:.2f}% | "
+              f"{m['wall_seconds'] / 60:.1f} min | `make train SEED={m['seed']}` |")
+    return 0
+
+
+COMMANDS = {"train": run_train, "export": run_export, "predict": run_predict, "results": run_results}
 
 
 def main(argv: list[str] | None = None) -> int:

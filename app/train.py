@@ -92,7 +92,8 @@ def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> k
     return model
 
 
-def _one_hot(images, labels):
+def one_hot(images, labels):
+    """Maps `(images, digit labels)` to `(images, one-hot labels)` for the categorical loss."""
     return images, tf.one_hot(labels, 10)
 
 
@@ -178,8 +179,8 @@ def train(
     train_images = int(train_raw.cardinality())
     train_ds = data.train_pipeline(
         train_raw, recipe.batch_size, recipe.seed, shift=recipe.shift, rotation=recipe.rotation
-    ).map(_one_hot)
-    held_out_ds = data.eval_pipeline(held_out_raw).map(_one_hot)
+    ).map(one_hot)
+    held_out_ds = data.eval_pipeline(held_out_raw).map(one_hot)
     steps = -(-train_images // recipe.batch_size)
     compile_model(model, recipe, steps)
 

@@ -51,3 +51,11 @@ def test_missing_mnist_names_where_tfds_looked(cli, tmp_path):
     line = last_line(result.stderr)
     assert line.startswith(f"error: MNIST is not in {tmp_path / 'tfds'} and cannot be downloaded")
     assert "TFDS_DATA_DIR" in line and "Traceback" not in result.stderr
+
+
+def test_bad_recipe_file_is_one_line(cli, tmp_path):
+    recipe = tmp_path / "recipe.json"
+    recipe.write_text('{"max_lr": 0.004, "optimizer": "adam"}')
+    result = cli("train", "--recipe", recipe, "--out", tmp_path / "run")
+    assert result.returncode == 2
+    assert last_line(result.stderr) == "error: optimizer must be 'adamw' or 'sgd', got 'adam'"

@@ -135,3 +135,15 @@ def test_killed_cli_run_resumes_without_losing_finished_epochs(tmp_path):
     assert f"Epoch {finished + 1}/6" in resumed.stdout
     assert "Epoch 1/6" not in resumed.stdout
     assert [int(r["epoch"]) for r in rows(out / "history.csv")] == [0, 1, 2, 3, 4, 5]
+
+
+def test_results_table_comes_from_metrics(quick_run, capsys):
+    from app.cli import main
+
+    out, metrics = quick_run
+    assert main(["results", str(out)]) == 0
+    row = capsys.readouterr().out.strip().splitlines()[-1]
+    accuracy = f"{100 * metrics['final_test_accuracy']:.2f}%"
+    assert row.startswith(f"| 0 | 7,994 | 3 | {accuracy} | ")
+    assert row.endswith("| `make train SEED=0` |")
+    assert main(["results", str(out / "nothing")]) == 2

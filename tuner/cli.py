@@ -37,7 +37,7 @@ def search(args) -> int:
 
     from app import data
     from app.config import Recipe
-    from app.train import _one_hot
+    from app.train import one_hot
     from tuner.hypermodel import parameter_count, smallest_values
     from tuner.report import plot_trials, write_tables
     from tuner.search import make_tuner, trial_row
@@ -61,7 +61,7 @@ def search(args) -> int:
     print(f"{role}: searching under {args.budget:,} parameters, {args.trials} trials of "
           f"{args.epochs} epochs on {fit_split}, validating on {val_split}", flush=True)
     # verbose=0 quiets KerasTuner's own multi-line trial reports; BudgetTuner prints one line.
-    tuner.search(train.map(_one_hot), validation.map(_one_hot), steps, verbose=0)
+    tuner.search(train.map(one_hot), validation.map(one_hot), steps, verbose=0)
 
     if role.startswith("tuner") and "KERASTUNER_ORACLE_IP" in os.environ:
         print(f"{role}: no more trials", flush=True)
