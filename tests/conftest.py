@@ -36,3 +36,31 @@ def cli(tmp_path):
 def last_line(text: str) -> str:
     """The last non-empty line (TensorFlow may print start-up lines before our message)."""
     return [line for line in text.splitlines() if line.strip()][-1]
+
+
+@pytest.fixture(scope="session")
+def formats(tmp_path_factory):
+    """The default model after 2 epochs on 20,000 train images (~98%), in every export format.
+
+    Returns:
+        (keras model, folder with saved_model/, model_float32.tflite and model_int8.tflite).
+    """
+    import keras
+
+    from app import data
+    from app.config import Recipe
+    from app.export import convert_tflite, representative_images, save_saved_model
+    from app.model import build_model
+    from app.train import compile_model, one_hot
+
+    keras.utils.set_random_seed(0)
+    recipe = Recipe(epochs=2)
+    train = data.train_pipeline(data.load_split("train[:20000]"), recipe.batch_size, seed=0).map(one_hot)
+    model = compile_model(build_model(), recipe, steps_per_epoch=157)
+    model.fit(train, epochs=recipe.epochs, verbose=0)
+    folder = tmp_path_factory.mktemp("formats")
+    save_saved_model(model, folder / "saved_model")
+    (folder / "model_float32.tflite").write_bytes(convert_tflite(folder / "saved_model"))
+    calibration = representative_images(200)
+    (folder / "model_int8.tflite").write_bytes(convert_tflite(folder / "saved_model", calibration))
+    return model, folder

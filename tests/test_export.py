@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from app import export as ex
-from app.config import Recipe
 from app.litert import TFLiteClassifier, dequantize, quantize
 from conftest import ROOT, last_line
 
@@ -16,21 +15,9 @@ EXPORTED = ROOT / "exported"
 
 
 @pytest.fixture(scope="module")
-def small(tmp_path_factory):
-    """A model trained for 2 quick epochs, exported to every format in a temp folder."""
-    import keras
-
-    from app.train import train
-
-    run = tmp_path_factory.mktemp("run")
-    train(recipe=Recipe(epochs=2), out=run, quick=True, verbose=0)
-    model = keras.models.load_model(run / "model.keras")
-    folder = tmp_path_factory.mktemp("formats")
-    ex.save_saved_model(model, folder / "saved_model")
-    (folder / "model_float32.tflite").write_bytes(ex.convert_tflite(folder / "saved_model"))
-    calibration = ex.representative_images(64)
-    (folder / "model_int8.tflite").write_bytes(ex.convert_tflite(folder / "saved_model", calibration))
-    return model, folder
+def small(formats):
+    """A freshly built default model, briefly trained, in every format (see conftest)."""
+    return formats
 
 
 @pytest.fixture(scope="module")

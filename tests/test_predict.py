@@ -10,26 +10,9 @@ from conftest import last_line
 
 
 @pytest.fixture(scope="module")
-def model(tmp_path_factory):
-    """An int8 `.tflite` of the default model after 2 epochs on 20,000 train images (~98%)."""
-    import keras
-
-    from app import data
-    from app.config import Recipe
-    from app.export import convert_tflite, representative_images, save_saved_model
-    from app.model import build_model
-    from app.train import compile_model, one_hot
-
-    keras.utils.set_random_seed(0)
-    recipe = Recipe(epochs=2)
-    train = data.train_pipeline(data.load_split("train[:20000]"), recipe.batch_size, seed=0).map(one_hot)
-    net = compile_model(build_model(), recipe, steps_per_epoch=157)
-    net.fit(train, epochs=recipe.epochs, verbose=0)
-    folder = tmp_path_factory.mktemp("model")
-    save_saved_model(net, folder / "saved_model")
-    path = folder / "model_int8.tflite"
-    path.write_bytes(convert_tflite(folder / "saved_model", representative_images(200)))
-    return path
+def model(formats):
+    """The int8 `.tflite` of the shared, briefly trained default model (see conftest)."""
+    return formats[1] / "model_int8.tflite"
 
 
 @pytest.fixture(scope="module")
