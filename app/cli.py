@@ -165,21 +165,31 @@ def run_results(args) -> int:
 COMMANDS = {"train": run_train, "export": run_export, "predict": run_predict, "results": run_results}
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Runs one command; returns the exit code."""
+def run(command, parser: Parser, argv: list[str] | None, interrupted: str = "interrupted") -> int:
+    """Parses `argv` and runs `command(args)`, turning the errors a user can fix into one line.
+
+    Shared by `python -m app` and `python -m tuner`.
+
+    Args:
+        command: the function that runs the parsed arguments and returns the exit code.
+        parser: the command line's parser.
+        argv: the arguments (default: `sys.argv[1:]`).
+        interrupted: what to print on Ctrl-C.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out
     try:
-        args = build_parser().parse_args(argv)
-        return COMMANDS[args.command](args)
-    except UsageError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return USAGE_ERROR
-    except ValueError as error:  # over-budget configs, bad recipes, an occupied run folder
+        return command(parser.parse_args(argv))
+    except (UsageError, ValueError) as error:  # bad flags, over-budget configs, bad recipes
         print(f"error: {error}", file=sys.stderr)
         return USAGE_ERROR
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(interrupted, file=sys.stderr)
         return 130
     except (RuntimeError, FileNotFoundError) as error:  # missing data or model, refused export
         print(f"error: {error}", file=sys.stderr)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs one command; returns the exit code."""
+    return run(lambda args: COMMANDS[args.command](args), build_parser(), argv)

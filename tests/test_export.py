@@ -15,12 +15,6 @@ EXPORTED = ROOT / "exported"
 
 
 @pytest.fixture(scope="module")
-def small(formats):
-    """A freshly built default model, briefly trained, in every format (see conftest)."""
-    return formats
-
-
-@pytest.fixture(scope="module")
 def inputs():
     from app import data
 
@@ -29,10 +23,10 @@ def inputs():
     return np.concatenate([real, noise])
 
 
-def test_saved_model_signature_and_parity(small, inputs):
+def test_saved_model_signature_and_parity(formats, inputs):
     import tensorflow as tf
 
-    model, folder = small
+    model, folder = formats
     serve = tf.saved_model.load(str(folder / "saved_model")).signatures["serving_default"]
     spec = serve.structured_input_signature[1]["pixels"]
     assert spec.shape.as_list() == [None, 28, 28, 1] and spec.dtype == tf.float32
@@ -41,8 +35,8 @@ def test_saved_model_signature_and_parity(small, inputs):
     np.testing.assert_allclose(out, model.predict_on_batch(inputs), atol=1e-5)
 
 
-def test_float32_tflite_io_and_parity(small, inputs):
-    model, folder = small
+def test_float32_tflite_io_and_parity(formats, inputs):
+    model, folder = formats
     io = ex.tensor_io(folder / "model_float32.tflite")
     assert io["input"]["shape"] == [1, 28, 28, 1] and io["input"]["dtype"] == "float32"
     assert io["output"]["shape"] == [1, 10] and io["output"]["dtype"] == "float32"
@@ -52,8 +46,8 @@ def test_float32_tflite_io_and_parity(small, inputs):
     assert (out.argmax(1) == expected.argmax(1)).all()
 
 
-def test_int8_tflite_is_fully_integer_with_raw_pixel_input(small, inputs):
-    model, folder = small
+def test_int8_tflite_is_fully_integer_with_raw_pixel_input(formats, inputs):
+    model, folder = formats
     io = ex.tensor_io(folder / "model_int8.tflite")
     assert io["input"]["shape"] == [1, 28, 28, 1] and io["input"]["dtype"] == "uint8"
     assert io["output"]["shape"] == [1, 10] and io["output"]["dtype"] == "uint8"

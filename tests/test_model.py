@@ -96,5 +96,5 @@ def test_config_round_trips_through_dict():
 
 @pytest.mark.parametrize("field", ["epochs", "batch_size"])
 def test_recipe_rejects_non_positive(field):
-    with pytest.raises(ValueError, match=f"must be a positive whole number, got 0"):
+    with pytest.raises(ValueError, match="must be a positive whole number, got 0"):
         Recipe(**{field: 0})

@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from app.cli import USAGE_ERROR, Parser, UsageError, positive_int
+from app.cli import Parser, UsageError, positive_int, run
 
 
 def build_parser() -> Parser:
@@ -120,16 +120,4 @@ def search(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs one command; returns the exit code."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        args = build_parser().parse_args(argv)
-        return search(args)
-    except (UsageError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return USAGE_ERROR
-    except KeyboardInterrupt:
-        print("interrupted (run the same command again to resume)", file=sys.stderr)
-        return 130
-    except (RuntimeError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
+    return run(search, build_parser(), argv, interrupted="interrupted (run the same command again to resume)")
