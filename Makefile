@@ -19,7 +19,7 @@ BUDGET ?= 8000
 TRIALS ?= 30
 TUNE_DIR ?= tuning/budget$(BUDGET)
 
-.PHONY: install train test test-all export predict results tune clean
+.PHONY: install train test test-all export predict results bench tune clean
 
 install: $(STAMP)
 
@@ -40,6 +40,9 @@ predict: $(STAMP)
 
 results: $(STAMP)
 	$(PY) -m app results $(sort $(wildcard runs/seed*))
+
+bench: $(STAMP)
+	$(PY) -m app bench --run $(RUN) --exported exported $(ARGS)
 
 tune: $(STAMP)
 	$(PY) -m tuner search --budget $(BUDGET) --trials $(TRIALS) --dir $(TUNE_DIR) --seed $(SEED) $(ARGS)

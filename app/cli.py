@@ -1,4 +1,4 @@
-"""The command line: `python -m app {train,export,predict}`.
+"""The command line: `python -m app {train,export,predict,results,bench}`.
 
 Errors a user can fix (bad flags, an over-budget config, missing data) print one line and
 exit non-zero; heavy modules are imported only by the command that needs them, so
@@ -66,6 +66,13 @@ def build_parser() -> Parser:
 
     results = commands.add_parser("results", help="print a Markdown table of finished runs")
     results.add_argument("runs", nargs="+", metavar="RUN", help="run folders (with metrics.json)")
+
+    bench = commands.add_parser("bench", help="measure training throughput, time to accuracy, latency")
+    bench.add_argument("--run", default="runs/seed0", help="a finished default run; bench.json/md go here")
+    bench.add_argument("--exported", default="exported", help="the folder `make export` wrote")
+    bench.add_argument("--compare", action="store_true",
+                       help="also time the pipeline and model as the foundation issue first landed them")
+    bench.add_argument("--quick", action="store_true", help="tiny timing windows: a smoke test")
     return parser
 
 
@@ -162,7 +169,21 @@ def run_results(args) -> int:
     return 0
 
 
-COMMANDS = {"train": run_train, "export": run_export, "predict": run_predict, "results": run_results}
+def run_bench(args) -> int:
+    from app.bench import bench, markdown
+
+    print(markdown(bench(args.run, args.exported, compare=args.compare, quick=args.quick)), end="")
+    print(f"wrote {args.run}/bench.json and {args.run}/bench.md")
+    return 0
+
+
+COMMANDS = {
+    "train": run_train,
+    "export": run_export,
+    "predict": run_predict,
+    "results": run_results,
+    "bench": run_bench,
+}
 
 
 def run(command, parser: Parser, argv: list[str] | None, interrupted: str = "interrupted") -> int:

@@ -15,7 +15,9 @@ class ModelConfig:
 
     Attributes:
         stem: filters of the first 3x3 convolution (the product starts with 8 features).
-        edges: filters of the second 3x3 convolution of block 1 (28x28, edges).
+        edges: filters of an optional second 3x3 convolution of block 1 (28x28, edges);
+            0, the default, leaves the stem alone in that block: full-resolution layers are
+            the most expensive per parameter, so the parameters go to blocks 2 and 3.
         transition1: filters of the 1x1 convolution after the first MaxPooling.
         patterns: filters of the two 3x3 convolutions of block 2 (14x14, patterns).
         transition2: filters of the 1x1 convolution after the second MaxPooling.
@@ -25,9 +27,9 @@ class ModelConfig:
     """
 
     stem: int = 8
-    edges: int = 8
+    edges: int = 0
     transition1: int = 10
-    patterns: tuple[int, int] = (12, 16)
+    patterns: tuple[int, int] = (14, 16)
     transition2: int = 10
     object: tuple[int, int] = (16, 16)
     dropout: float = 0.05
@@ -37,7 +39,9 @@ class ModelConfig:
         # Tuples survive a JSON round trip as lists; store them as tuples so configs hash.
         object.__setattr__(self, "patterns", tuple(self.patterns))
         object.__setattr__(self, "object", tuple(self.object))
-        for name in ("stem", "edges", "transition1", "transition2"):
+        if self.edges < 0:
+            raise ValueError(f"edges must be 0 (no second convolution) or more filters, got {self.edges}")
+        for name in ("stem", "transition1", "transition2"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1 filter, got {getattr(self, name)}")
         for name in ("patterns", "object"):
@@ -76,7 +80,7 @@ class Recipe:
     epochs: int = 20
     batch_size: int = 128
     optimizer: str = "adamw"
-    max_lr: float = 0.01
+    max_lr: float = 0.02
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
     shift: float = 0.08

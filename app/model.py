@@ -6,15 +6,18 @@ Layout (every 3x3 convolution uses 'same' padding, stride 1, no bias, then Batch
 |------------------|---------------|----------|-----------------|
 | normalize        | Rescaling     | 28x28x1  | 1               |
 | edges_conv1      | 3x3 conv      | 28x28x8  | 3               |
-| edges_conv2      | 3x3 conv      | 28x28x8  | 5               |
-| transition1_pool | 2x2 MaxPool   | 14x14x8  | 6               |
-| transition1_conv | 1x1 conv      | 14x14x10 | 6               |
-| patterns_conv1   | 3x3 conv      | 14x14x12 | 10              |
-| patterns_conv2   | 3x3 conv      | 14x14x16 | 14              |
-| transition2_pool | 2x2 MaxPool   | 7x7x16   | 16              |
-| transition2_conv | 1x1 conv      | 7x7x10   | 16              |
-| object_conv1     | 3x3 conv      | 7x7x16   | 24              |
-| object_conv2     | 3x3 conv      | 7x7x16   | 32 (>= 28)      |
+| transition1_pool | 2x2 MaxPool   | 14x14x8  | 4               |
+| transition1_conv | 1x1 conv      | 14x14x10 | 4               |
+| patterns_conv1   | 3x3 conv      | 14x14x14 | 8               |
+| patterns_conv2   | 3x3 conv      | 14x14x16 | 12              |
+| transition2_pool | 2x2 MaxPool   | 7x7x16   | 14              |
+| transition2_conv | 1x1 conv      | 7x7x10   | 14              |
+| object_conv1     | 3x3 conv      | 7x7x16   | 22              |
+| object_conv2     | 3x3 conv      | 7x7x16   | 30 (>= 28)      |
+
+The edges block is the 8-feature stem alone by default (`ModelConfig.edges = 0`); a config
+with `edges > 0` adds a second 28x28 convolution (`edges_conv2`, receptive field 5), which
+costs 28*28*9*8*edges multiply-adds per image for only 72*edges parameters.
 | gap              | GlobalAvgPool | 16       | whole image     |
 | head             | Dense+softmax | 10       |                 |
 
@@ -58,11 +61,11 @@ def block(x, filters: tuple[int, ...], dropout: float, name: str):
 
     Args:
         x: the input tensor.
-        filters: output channels of each 3x3 convolution, in order.
+        filters: output channels of each 3x3 convolution, in order (0 skips a convolution).
         dropout: the rate of the closing Dropout.
         name: the block's name (`edges`, `patterns` or `object`).
     """
-    for i, f in enumerate(filters, start=1):
+    for i, f in enumerate((f for f in filters if f), start=1):
         x = conv_bn_relu(x, f, 3, name=f"{name}_conv{i}")
     return layers.Dropout(dropout, name=f"{name}_dropout")(x)
 

@@ -27,7 +27,7 @@ def test_usage_errors_are_one_line_with_exit_code_2(cli, args, message):
 def test_over_budget_config_is_one_line_with_exit_code_2(cli, tmp_path):
     result = cli("train", "--budget", "5000", "--out", tmp_path / "run")
     assert result.returncode == 2
-    assert last_line(result.stderr) == "error: model has 7,994 parameters, over the budget of 5,000"
+    assert last_line(result.stderr) == "error: model has 7,862 parameters, over the budget of 5,000"
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "run").exists()
 

@@ -9,17 +9,16 @@ from app.model import build_model, parameter_counts, receptive_fields
 # Default model, layer by layer (3x3 convs have no bias; BatchNorm holds 4 numbers a channel:
 # gamma and beta are trained, the moving mean and variance are not):
 #   edges_conv1       3*3*1*8   =   72   + BN 4*8  = 32
-#   edges_conv2       3*3*8*8   =  576   + BN 4*8  = 32
 #   transition1_conv  1*1*8*10  =   80   + BN 4*10 = 40
-#   patterns_conv1    3*3*10*12 = 1080   + BN 4*12 = 48
-#   patterns_conv2    3*3*12*16 = 1728   + BN 4*16 = 64
+#   patterns_conv1    3*3*10*14 = 1260   + BN 4*14 = 56
+#   patterns_conv2    3*3*14*16 = 2016   + BN 4*16 = 64
 #   transition2_conv  1*1*16*10 =  160   + BN 4*10 = 40
 #   object_conv1      3*3*10*16 = 1440   + BN 4*16 = 64
 #   object_conv2      3*3*16*16 = 2304   + BN 4*16 = 64
 #   head              16*10+10  =  170
-# conv + head = 7,610; BN = 384, of which 192 moving statistics; total 7,994.
-DEFAULT_TOTAL = 7994
-DEFAULT_NON_TRAINABLE = 192
+# conv + head = 7,502; BN = 360, of which 180 moving statistics; total 7,862.
+DEFAULT_TOTAL = 7862
+DEFAULT_NON_TRAINABLE = 180
 
 
 def test_default_parameter_count_is_exact_and_under_8000():
@@ -57,28 +56,38 @@ def test_architecture_follows_the_product_shape():
 
 def test_receptive_field_of_the_last_convolution_covers_the_digit():
     fields = receptive_fields(build_model())
-    assert list(fields.values()) == [3, 5, 6, 6, 10, 14, 16, 16, 24, 32]  # the docstring table
+    assert list(fields.values()) == [3, 4, 4, 8, 12, 14, 14, 22, 30]  # the docstring table
     assert fields["object_conv2"] >= 28
 
 
+def test_optional_second_edges_convolution():
+    # edges=8 adds edges_conv2: 3*3*8*8 = 576 + BN 4*8 = 32, so 7,862 + 608 = 8,470; it widens
+    # every later receptive field by 2 (object_conv2: 32).
+    model = build_model(ModelConfig(edges=8, budget=9000))
+    assert model.count_params() == 8470
+    assert model.get_layer("edges_conv2").output.shape[1:] == (28, 28, 8)
+    assert receptive_fields(model)["object_conv2"] == 32
+
+
 def test_over_budget_config_raises_with_count_and_limit():
-    with pytest.raises(ValueError, match=r"^model has 7,994 parameters, over the budget of 7,000$"):
+    with pytest.raises(ValueError, match=r"^model has 7,862 parameters, over the budget of 7,000$"):
         build_model(ModelConfig(budget=7000))
 
 
 def test_bigger_config_counts_and_budget_is_inclusive():
     # Widening object_conv2 from 16 to 20: its conv grows 3*3*16*4 = 576, its BN 4*4 = 16,
-    # and the head 4*10 = 40, so 7,994 + 632 = 8,626.
-    config = ModelConfig(object=(16, 20), budget=8626)
-    assert build_model(config).count_params() == 8626
-    with pytest.raises(ValueError, match="8,626 parameters, over the budget of 8,625"):
-        build_model(ModelConfig(object=(16, 20), budget=8625))
+    # and the head 4*10 = 40, so 7,862 + 632 = 8,494.
+    config = ModelConfig(object=(16, 20), budget=8494)
+    assert build_model(config).count_params() == 8494
+    with pytest.raises(ValueError, match="8,494 parameters, over the budget of 8,493"):
+        build_model(ModelConfig(object=(16, 20), budget=8493))
 
 
 @pytest.mark.parametrize(
     "kwargs, message",
     [
         ({"stem": 0}, "stem must be at least 1 filter, got 0"),
+        ({"edges": -1}, r"edges must be 0 \(no second convolution\) or more filters, got -1"),
         ({"patterns": (12,)}, r"patterns must be two filter counts of at least 1, got \(12,\)"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
     ],

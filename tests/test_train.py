@@ -35,7 +35,7 @@ def test_quick_run_writes_every_file(quick_run):
     assert {p.name for p in out.iterdir()} == RUN_FILES  # backup/ is gone once finished
     for png in ("accuracy.png", "loss.png", "parameters.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "Total params: 7,994" in (out / "summary.txt").read_text()
+    assert "Total params: 7,862" in (out / "summary.txt").read_text()
 
 
 def test_quick_run_lowers_the_loss_and_records_metrics(quick_run):
@@ -46,7 +46,7 @@ def test_quick_run_lowers_the_loss_and_records_metrics(quick_run):
     assert losses[-1] < losses[0] * 0.8
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
-    assert on_disk["parameters"] == {"total": 7994, "trainable": 7802, "non_trainable": 192}
+    assert on_disk["parameters"] == {"total": 7862, "trainable": 7682, "non_trainable": 180}
     assert on_disk["epochs"] == 3 and on_disk["seed"] == 0 and on_disk["batch_size"] == 128
     assert on_disk["train_images"] == 2048
     assert on_disk["test_accuracy_per_epoch"] == [float(r["test_accuracy"]) for r in history]
@@ -63,7 +63,7 @@ def test_saved_model_reloads_with_identical_predictions(quick_run):
     x = np.random.default_rng(1).uniform(0, 255, (4, 28, 28, 1)).astype("float32")
     again = keras.models.load_model(out / "model.keras")
     np.testing.assert_array_equal(model.predict_on_batch(x), again.predict_on_batch(x))
-    assert model.count_params() == 7994
+    assert model.count_params() == 7862
 
 
 def test_finished_run_folder_is_not_overwritten(quick_run):
@@ -143,6 +143,6 @@ def test_results_table_comes_from_metrics(quick_run, capsys):
     assert main(["results", str(out)]) == 0
     row = capsys.readouterr().out.strip().splitlines()[-1]
     accuracy = f"{100 * metrics['final_test_accuracy']:.2f}%"
-    assert row.startswith(f"| 0 | 7,994 | 3 | {accuracy} | ")
+    assert row.startswith(f"| 0 | 7,862 | 3 | {accuracy} | ")
     assert row.endswith("| `make train SEED=0` |")
     assert main(["results", str(out / "nothing")]) == 2

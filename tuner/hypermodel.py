@@ -20,16 +20,16 @@ DEFAULT_RECIPE = Recipe()
 
 # name -> (choices, default). The stem stays at 8: the product starts with 8 features.
 FILTER_CHOICES = {
-    "edges": ([4, 6, 8, 10, 12, 16], DEFAULT_CONFIG.edges),
+    "edges": ([0, 4, 8, 12], DEFAULT_CONFIG.edges),  # 0: no second 28x28 convolution
     "transition1": ([4, 6, 8, 10, 12], DEFAULT_CONFIG.transition1),
-    "patterns1": ([6, 8, 10, 12, 16], DEFAULT_CONFIG.patterns[0]),
+    "patterns1": ([6, 8, 10, 12, 14, 16], DEFAULT_CONFIG.patterns[0]),
     "patterns2": ([8, 10, 12, 16, 20], DEFAULT_CONFIG.patterns[1]),
     "transition2": ([4, 6, 8, 10, 12], DEFAULT_CONFIG.transition2),
     "object1": ([8, 10, 12, 16, 20], DEFAULT_CONFIG.object[0]),
     "object2": ([8, 10, 12, 16, 20, 24], DEFAULT_CONFIG.object[1]),
 }
 DROPOUT_CHOICES = [0.0, 0.05, 0.1]
-LR_CHOICES = [0.002, 0.005, 0.01, 0.02]
+LR_CHOICES = [0.005, 0.01, 0.02, 0.04]
 
 
 def declare(hp: kt.HyperParameters) -> None:

@@ -1,0 +1,310 @@
+"""What the model costs: training throughput and FLOPs, time to accuracy, inference latency.
+
+`python -m app bench` (and `make bench`) prints one table and writes it as `bench.json` and
+`bench.md` into the run folder whose metrics it reads.
+
+FLOPs are counted from the layers: a Conv2D costs `H_out * W_out * k_h * k_w * C_in * C_out`
+multiply-adds per image and a Dense layer `inputs * outputs`; one multiply-add is 2 FLOPs.
+A training step costs 3x the forward FLOPs (the forward pass, the gradient with respect to
+the activations and the gradient with respect to the weights, each about one forward pass).
+BatchNorm, ReLU, pooling, Dropout and the optimizer update are element-wise and not counted.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+
+from app.config import ModelConfig, Recipe
+from app.files import write_json, write_text
+from app.litert import TFLiteClassifier, quantize
+from app.train import read_history
+
+# The accuracy bar whose wall time "time to accuracy" measures.
+TARGET_ACCURACY = 0.994
+# The model and recipe as the foundation issue first landed them (commit 7fa46d9); only the
+# bench's `--compare` baseline uses them.
+FIRST_LANDED_CONFIG = ModelConfig(
+    stem=8, edges=12, transition1=8, patterns=(12, 16), transition2=8, object=(16, 16), dropout=0.05
+)
+FIRST_LANDED_RECIPE = Recipe(batch_size=128, max_lr=0.01, shift=0.08, rotation=0.02)
+
+
+def forward_macs(model) -> dict[str, int]:
+    """Multiply-adds per image of every Conv2D and Dense layer of `model`, by layer name."""
+    import keras
+
+    macs = {}
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            _, height, width, out_channels = layer.output.shape
+            kh, kw = layer.kernel_size
+            macs[layer.name] = height * width * kh * kw * layer.input.shape[-1] * out_channels
+        elif isinstance(layer, keras.layers.Dense):
+            macs[layer.name] = layer.input.shape[-1] * layer.units
+    return macs
+
+
+def training_flops(model) -> int:
+    """FLOPs of one training step per image: 3 x 2 x the forward multiply-adds."""
+    return 3 * 2 * sum(forward_macs(model).values())
+
+
+def baseline_pipeline(ds, batch_size: int, seed: int, shift: float, rotation: float):
+    """The training pipeline exactly as it first landed, kept only as the bench's baseline.
+
+    Two Keras preprocessing layers (rotation, then translation) on float batches.
+    """
+    import tensorflow as tf
+
+    from app.data import augmenter
+
+    ds = ds.cache().shuffle(60_000, seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size).map(lambda x, y: (tf.cast(x, tf.float32), y), num_parallel_calls=tf.data.AUTOTUNE)
+    augment = augmenter(shift, rotation, seed)
+    ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def training_throughput(config: ModelConfig, recipe: Recipe, pipeline: str, warmup: int,
+                        windows: int, window: int, images=None) -> dict:
+    """Times the full training step (forward, backward, update) fed by a real pipeline.
+
+    Args:
+        config: the model to train.
+        recipe: batch size, augmentation and schedule.
+        pipeline: "current" (`data.train_pipeline`) or "first-landed" (`baseline_pipeline`).
+        warmup: untimed steps first (tracing, caches, autotuning).
+        windows: timed windows; the median is reported.
+        window: steps per window.
+        images: the `(image, label)` dataset to train on (default: the MNIST train split).
+
+    Returns:
+        images per second (median and every window), batch size, steps timed.
+    """
+    import keras
+
+    from app import data
+    from app.model import build_model
+    from app.train import compile_model, one_hot
+
+    keras.utils.set_random_seed(recipe.seed)
+    if images is None:
+        images = data.load_split("train")
+    make = data.train_pipeline if pipeline == "current" else baseline_pipeline
+    ds = make(images, recipe.batch_size, recipe.seed, shift=recipe.shift, rotation=recipe.rotation)
+    ds = ds.map(one_hot).repeat()
+    model = compile_model(build_model(config), recipe, steps_per_epoch=500)
+    stamps = []
+    timer = keras.callbacks.LambdaCallback(on_train_batch_end=lambda batch, logs: stamps.append(time.perf_counter()))
+    model.fit(ds, epochs=1, steps_per_epoch=warmup + windows * window, callbacks=[timer], verbose=0)
+    timed = stamps[warmup - 1:]
+    rates = [
+        window * recipe.batch_size / (timed[(i + 1) * window] - timed[i * window]) for i in range(windows)
+    ]
+    return {
+        "pipeline": pipeline,
+        "config": config.to_dict(),
+        "batch_size": recipe.batch_size,
+        "images_per_second": statistics.median(rates),
+        "window_images_per_second": rates,
+        "timed_steps": windows * window,
+    }
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """The machine's reference GFLOP/s: the median of `repeats` float32 `n x n` products."""
+    import tensorflow as tf
+
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+    tf.linalg.matmul(a, b).numpy()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        tf.linalg.matmul(a, b).numpy()
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+def time_to_accuracy(run: Path, target: float = TARGET_ACCURACY) -> dict:
+    """Wall time of a finished run until its first epoch at or over `target` test accuracy.
+
+    Args:
+        run: a run folder of `make train` (with `history.csv` and `metrics.json`).
+        target: the test accuracy to reach, as a fraction.
+    """
+    history = read_history(run / "history.csv")
+    metrics = json.loads((run / "metrics.json").read_text())
+    if "final_test_accuracy" not in metrics:
+        raise ValueError(f"{run} is a validation run; time to accuracy needs test accuracy")
+    elapsed, reached = 0.0, None
+    for row in history:
+        elapsed += row["wall_seconds"]
+        # Keras logs float32 accuracies: 9,940/10,000 may read as 0.99399999.
+        if row["test_accuracy"] >= target - 1e-6:
+            reached = {"epoch": row["epoch"], "seconds": elapsed}
+            break
+    return {
+        "run": str(run),
+        "target_accuracy": target,
+        "first_epoch_at_target": reached and reached["epoch"],
+        "seconds_to_target": reached and reached["seconds"],
+        "run_seconds": metrics["wall_seconds"],
+        "epochs": metrics["epochs"],
+        "final_test_accuracy": metrics["final_test_accuracy"],
+    }
+
+
+def _latencies(call, repeats: int) -> dict:
+    call()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - start)
+    micros = np.array(times) * 1e6
+    return {"median_us": float(np.median(micros)), "p99_us": float(np.percentile(micros, 99))}
+
+
+def tflite_inference(path: Path, image: np.ndarray, repeats: int, batch: int) -> dict:
+    """One-thread LiteRT latency of one image, and throughput of `batch` images per invoke.
+
+    Args:
+        path: the `.tflite` file.
+        image: one raw image `[28, 28, 1]` (0..255).
+        repeats: timed single-image invocations (and a tenth as many batched ones).
+        batch: images per batched invocation.
+    """
+    single = TFLiteClassifier(path, threads=1)
+    interpreter = single.interpreter
+    interpreter.set_tensor(single.input["index"], quantize(image[None], single.input))
+    result = _latencies(interpreter.invoke, repeats)
+
+    batched = TFLiteClassifier(path, threads=1)
+    batched.interpreter.resize_tensor_input(batched.input["index"], [batch, 28, 28, 1])
+    batched.interpreter.allocate_tensors()
+    images = np.repeat(image[None], batch, axis=0)
+    batched.interpreter.set_tensor(batched.input["index"], quantize(images, batched.input))
+    timing = _latencies(batched.interpreter.invoke, max(3, repeats // 10))
+    result["batch"] = batch
+    result["batch_images_per_second"] = batch / (timing["median_us"] / 1e6)
+    return result
+
+
+def keras_inference(model, image: np.ndarray, repeats: int, batch: int) -> dict:
+    """The same measurements for the Keras model's `predict_on_batch` (TensorFlow's threads)."""
+    one = image[None].astype(np.float32)
+    result = _latencies(lambda: model.predict_on_batch(one), repeats)
+    many = np.repeat(one, batch, axis=0)
+    timing = _latencies(lambda: model.predict_on_batch(many), max(3, repeats // 10))
+    result["batch"] = batch
+    result["batch_images_per_second"] = batch / (timing["median_us"] / 1e6)
+    return result
+
+
+def file_sizes(exported: Path) -> dict[str, int]:
+    """Bytes of every exported file (the SavedModel folder summed)."""
+    sizes = {}
+    for path in sorted(exported.iterdir()):
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+        sizes[path.name] = sum(p.stat().st_size for p in files)
+    return sizes
+
+
+def bench(run: Path, exported: Path, compare: bool = False, quick: bool = False, images=None) -> dict:
+    """Measures everything and writes `bench.json` and `bench.md` into `run`.
+
+    Args:
+        run: the finished default run (`make train`) whose time to accuracy is reported.
+        exported: the folder `make export` wrote (the `.tflite` files and `model.keras`' twin).
+        compare: also time the pipeline (and model) as the foundation issue first landed them.
+        quick: tiny windows, for the test suite; the numbers are not meaningful.
+        images: the training `(image, label)` dataset (default: the MNIST train split).
+    """
+    import keras
+
+    from app.model import build_model
+
+    run, exported = Path(run), Path(exported)
+    for needed in (run / "metrics.json", exported / "model_int8.tflite", exported / "model_float32.tflite"):
+        if not needed.exists():
+            raise FileNotFoundError(f"{needed} not found; run `make train` and `make export` first")
+    steps = {"warmup": 3, "windows": 3, "window": 2} if quick else {"warmup": 30, "windows": 7, "window": 40}
+    repeats, batch = (20, 16) if quick else (2000, 256)
+
+    config, recipe = ModelConfig(), Recipe()
+    model = build_model(config)
+    flops = training_flops(model)
+    training = [training_throughput(config, recipe, "current", images=images, **steps)]
+    if compare:
+        training.append(training_throughput(config, FIRST_LANDED_RECIPE, "first-landed", images=images, **steps))
+        training.append(
+            training_throughput(FIRST_LANDED_CONFIG, FIRST_LANDED_RECIPE, "first-landed", images=images, **steps)
+        )
+    reference = matmul_gflops(1024 if quick else 2048)
+    for row in training:
+        row["train_step_flops_per_image"] = training_flops(build_model(ModelConfig(**row["config"])))
+        row["gflops_per_second"] = row["images_per_second"] * row["train_step_flops_per_image"] / 1e9
+        row["fraction_of_matmul"] = row["gflops_per_second"] / reference
+
+    trained = keras.saving.load_model(run / "model.keras")
+    image = np.zeros((28, 28, 1), np.float32)
+    image[6:22, 12:16] = 255.0  # a plain "1"; latency does not depend on the content
+    result = {
+        "quick": quick,
+        "model": {"parameters": model.count_params(), "train_step_flops_per_image": flops,
+                  "forward_macs": forward_macs(model)},
+        "training": training,
+        "matmul_reference_gflops_per_second": reference,
+        "time_to_accuracy": time_to_accuracy(run),
+        "inference": {
+            "tflite_int8": tflite_inference(exported / "model_int8.tflite", image, repeats, batch),
+            "tflite_float32": tflite_inference(exported / "model_float32.tflite", image, repeats, batch),
+            "keras": keras_inference(trained, image, max(10, repeats // 10), batch),
+        },
+        "exported_bytes": file_sizes(exported),
+    }
+    if compare:
+        result["speedup_vs_first_landed"] = training[0]["images_per_second"] / training[-1]["images_per_second"]
+    write_json(run / "bench.json", result)
+    write_text(run / "bench.md", markdown(result))
+    return result
+
+
+def markdown(result: dict) -> str:
+    """Renders a bench result as the Markdown table `make bench` prints."""
+    lines = ["| measure | value |", "|---|---:|"]
+    model = result["model"]
+    lines.append(f"| parameters | {model['parameters']:,} |")
+    lines.append(f"| training FLOPs per image (3 x forward) | {model['train_step_flops_per_image']:,} |")
+    lines.append(f"| reference float32 matmul | {result['matmul_reference_gflops_per_second']:.1f} GFLOP/s |")
+    for row in result["training"]:
+        what = f"{row['pipeline']} pipeline, batch {row['batch_size']}, {model_label(row['config'])}"
+        lines.append(f"| training: {what} | {row['images_per_second']:,.0f} images/s "
+                     f"({row['gflops_per_second']:.2f} GFLOP/s, {100 * row['fraction_of_matmul']:.1f}% of matmul) |")
+    if "speedup_vs_first_landed" in result:
+        lines.append(f"| training speed-up vs first landed | {result['speedup_vs_first_landed']:.2f}x |")
+    tta = result["time_to_accuracy"]
+    reached = (f"{tta['seconds_to_target']:.0f} s (epoch {tta['first_epoch_at_target']})"
+               if tta["seconds_to_target"] is not None else "not reached")
+    lines.append(f"| time to {100 * tta['target_accuracy']:.2f}% test accuracy ({tta['run']}) | {reached} |")
+    lines.append(f"| whole run ({tta['epochs']} epochs, final {100 * tta['final_test_accuracy']:.2f}%) "
+                 f"| {tta['run_seconds']:.0f} s |")
+    for name, row in result["inference"].items():
+        threads = "TF threads" if name == "keras" else "1 thread"
+        lines.append(f"| {name} latency, 1 image, {threads} | median {row['median_us']:,.0f} us, "
+                     f"p99 {row['p99_us']:,.0f} us |")
+        lines.append(f"| {name} throughput, batch {row['batch']} | {row['batch_images_per_second']:,.0f} images/s |")
+    for name, size in result["exported_bytes"].items():
+        lines.append(f"| size of exported/{name} | {size:,} B |")
+    return "\n".join(lines) + "\n"
+
+
+def model_label(config: dict) -> str:
+    """A short name of a model config for the table."""
+    return "first-landed model" if ModelConfig(**config) == FIRST_LANDED_CONFIG else "default model"

@@ -1,0 +1,104 @@
+"""The bench: FLOPs from the layers, time to accuracy, and a quick run of every measurement."""
+
+import csv
+import json
+
+import pytest
+
+from app.bench import FIRST_LANDED_CONFIG, forward_macs, time_to_accuracy, training_flops
+from app.config import ModelConfig
+from app.model import build_model
+from conftest import last_line
+
+
+def test_default_model_flops_match_the_hand_count():
+    # Multiply-adds per image, H_out * W_out * k * k * C_in * C_out ('same' padding):
+    #   edges_conv1       28*28*9*1*8   =  56,448
+    #   transition1_conv  14*14*1*8*10  =  15,680
+    #   patterns_conv1    14*14*9*10*14 = 246,960
+    #   patterns_conv2    14*14*9*14*16 = 395,136
+    #   transition2_conv  7*7*1*16*10   =   7,840
+    #   object_conv1      7*7*9*10*16   =  70,560
+    #   object_conv2      7*7*9*16*16   = 112,896
+    #   head              16*10         =     160
+    #   total                           = 905,680 multiply-adds = 1,811,360 forward FLOPs
+    # A training step is 3 forward passes' worth: 5,434,080 FLOPs per image.
+    model = build_model(ModelConfig())
+    macs = forward_macs(model)
+    assert macs["patterns_conv2"] == 395_136
+    assert macs["head"] == 160
+    assert sum(macs.values()) == 905_680
+    assert training_flops(model) == 5_434_080
+
+
+def test_first_landed_model_costs_more_at_full_resolution():
+    # edges_conv2 of the first model: 28*28*9*8*12 = 677,376 multiply-adds.
+    assert forward_macs(build_model(FIRST_LANDED_CONFIG))["edges_conv2"] == 677_376
+
+
+def fake_run(folder, accuracies, seconds):
+    """A run folder with the history and metrics `time_to_accuracy` reads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "history.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["epoch", "test_accuracy", "wall_seconds"])
+        for epoch, (accuracy, wall) in enumerate(zip(accuracies, seconds)):
+            writer.writerow([epoch, accuracy, wall])
+    metrics = {"final_test_accuracy": accuracies[-1], "wall_seconds": sum(seconds), "epochs": len(seconds)}
+    (folder / "metrics.json").write_text(json.dumps(metrics))
+    return folder
+
+
+def test_time_to_accuracy_sums_the_epochs_until_the_first_at_the_bar(tmp_path):
+    run = fake_run(tmp_path / "run", [0.98, 0.9939, 0.9940, 0.9938, 0.9945], [12.0, 11.0, 10.5, 10.0, 10.0])
+    result = time_to_accuracy(run)
+    assert result["first_epoch_at_target"] == 3
+    assert result["seconds_to_target"] == pytest.approx(33.5)
+    assert result["run_seconds"] == pytest.approx(53.5)
+    assert result["final_test_accuracy"] == 0.9945
+
+
+def test_time_to_accuracy_when_the_bar_is_never_reached(tmp_path):
+    result = time_to_accuracy(fake_run(tmp_path / "run", [0.98, 0.99], [10.0, 10.0]))
+    assert result["first_epoch_at_target"] is None
+    assert result["seconds_to_target"] is None
+
+
+def test_quick_bench_writes_every_field(formats, tmp_path):
+    from app import data
+    from app.bench import bench
+
+    model, exported = formats
+    run = fake_run(tmp_path / "run", [0.99, 0.9941], [10.0, 10.0])
+    model.save(run / "model.keras")
+    result = bench(run, exported, compare=True, quick=True, images=data.load_split("train[:1024]"))
+
+    written = json.loads((run / "bench.json").read_text())
+    assert written == json.loads(json.dumps(result))
+    assert [(r["pipeline"], r["batch_size"]) for r in written["training"]] == [
+        ("current", 128), ("first-landed", 128), ("first-landed", 128)
+    ]
+    assert written["training"][0]["train_step_flops_per_image"] == 5_434_080
+    for row in written["training"]:
+        assert row["images_per_second"] > 0 and len(row["window_images_per_second"]) == 3
+        assert row["gflops_per_second"] == pytest.approx(
+            row["images_per_second"] * row["train_step_flops_per_image"] / 1e9)
+    assert written["speedup_vs_first_landed"] > 0
+    assert written["matmul_reference_gflops_per_second"] > 1
+    assert written["time_to_accuracy"]["first_epoch_at_target"] == 2
+    for name in ("tflite_int8", "tflite_float32", "keras"):
+        row = written["inference"][name]
+        assert 0 < row["median_us"] <= row["p99_us"]
+        assert row["batch"] == 16 and row["batch_images_per_second"] > 0
+    assert written["exported_bytes"]["model_int8.tflite"] == (exported / "model_int8.tflite").stat().st_size
+    table = (run / "bench.md").read_text()
+    assert "| training FLOPs per image (3 x forward) | 5,434,080 |" in table
+    assert "| time to 99.40% test accuracy" in table
+
+
+def test_bench_without_a_run_says_what_to_do(cli, tmp_path):
+    result = cli("bench", "--run", tmp_path / "missing", "--quick")
+    assert result.returncode == 1
+    assert last_line(result.stderr) == (
+        f"error: {tmp_path / 'missing' / 'metrics.json'} not found; run `make train` and `make export` first"
+    )
