@@ -239,7 +239,6 @@ def bench(run: Path, exported: Path, compare: bool = False, quick: bool = False,
 
     config, recipe = ModelConfig(), Recipe()
     model = build_model(config)
-    flops = training_flops(model)
     training = [training_throughput(config, recipe, "current", images=images, **steps)]
     if compare:
         training.append(training_throughput(config, FIRST_LANDED_RECIPE, "first-landed", images=images, **steps))
@@ -257,7 +256,7 @@ def bench(run: Path, exported: Path, compare: bool = False, quick: bool = False,
     image[6:22, 12:16] = 255.0  # a plain "1"; latency does not depend on the content
     result = {
         "quick": quick,
-        "model": {"parameters": model.count_params(), "train_step_flops_per_image": flops,
+        "model": {"parameters": model.count_params(), "train_step_flops_per_image": training[0]["train_step_flops_per_image"],
                   "forward_macs": forward_macs(model)},
         "training": training,
         "matmul_reference_gflops_per_second": reference,

@@ -14,12 +14,12 @@ Layout (every 3x3 convolution uses 'same' padding, stride 1, no bias, then Batch
 | transition2_conv | 1x1 conv      | 7x7x10   | 14              |
 | object_conv1     | 3x3 conv      | 7x7x16   | 22              |
 | object_conv2     | 3x3 conv      | 7x7x16   | 30 (>= 28)      |
+| gap              | GlobalAvgPool | 16       | whole image     |
+| head             | Dense+softmax | 10       |                 |
 
 The edges block is the 8-feature stem alone by default (`ModelConfig.edges = 0`); a config
 with `edges > 0` adds a second 28x28 convolution (`edges_conv2`, receptive field 5), which
 costs 28*28*9*8*edges multiply-adds per image for only 72*edges parameters.
-| gap              | GlobalAvgPool | 16       | whole image     |
-| head             | Dense+softmax | 10       |                 |
 
 `receptive_fields(model)` recomputes the last column from the built layers, and the tests
 check it, so this table cannot silently drift from the code.
@@ -61,11 +61,11 @@ def block(x, filters: tuple[int, ...], dropout: float, name: str):
 
     Args:
         x: the input tensor.
-        filters: output channels of each 3x3 convolution, in order (0 skips a convolution).
+        filters: output channels of each 3x3 convolution, in order.
         dropout: the rate of the closing Dropout.
         name: the block's name (`edges`, `patterns` or `object`).
     """
-    for i, f in enumerate((f for f in filters if f), start=1):
+    for i, f in enumerate(filters, start=1):
         x = conv_bn_relu(x, f, 3, name=f"{name}_conv{i}")
     return layers.Dropout(dropout, name=f"{name}_dropout")(x)
 
@@ -100,7 +100,8 @@ def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
     x = layers.Rescaling(
         scale=1.0 / (255.0 * MNIST_STD), offset=-MNIST_MEAN / MNIST_STD, name="normalize"
     )(inputs)
-    x = block(x, (config.stem, config.edges), config.dropout, name="edges")
+    edges = (config.stem, config.edges) if config.edges else (config.stem,)
+    x = block(x, edges, config.dropout, name="edges")
     x = transition(x, config.transition1, name="transition1")
     x = block(x, config.patterns, config.dropout, name="patterns")
     x = transition(x, config.transition2, name="transition2")
