@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import urllib.parse
@@ -90,20 +91,34 @@ def load_split(split: str, data_dir: str | None = None) -> tf.data.Dataset:
         ) from None
 
 
-def augmenter(shift: float, rotation: float, seed: int) -> keras.Sequential:
-    """Random small rotations and shifts, the way handwriting varies.
+def random_affine(images, seed, shift: float, rotation: float):
+    """Rotates and shifts each image of a batch at random, in one affine warp.
+
+    One `keras.ops.image.affine_transform` per batch does the work of Keras's
+    `RandomRotation` followed by `RandomTranslation` (the same ranges, bilinear, zero fill)
+    in a single resampling pass; on two CPU cores that pass competes with training.
 
     Args:
-        shift: largest translation as a fraction of the image side (0 turns it off).
-        rotation: largest rotation as a fraction of a full turn (0 turns it off).
-        seed: seed of the random transforms.
+        images: float32 `[batch, height, width, channels]`.
+        seed: a stateless seed, two int64 values.
+        shift: largest translation as a fraction of the image side.
+        rotation: largest rotation as a fraction of a full turn.
     """
-    steps = []
-    if rotation > 0:
-        steps.append(keras.layers.RandomRotation(rotation, fill_mode="constant", seed=seed))
-    if shift > 0:
-        steps.append(keras.layers.RandomTranslation(shift, shift, fill_mode="constant", seed=seed + 1))
-    return keras.Sequential(steps, name="augment")
+    height, width = images.shape[1], images.shape[2]
+    u = tf.random.stateless_uniform([tf.shape(images)[0], 3], seed, -1.0, 1.0)
+    angle = u[:, 0] * rotation * 2 * math.pi
+    dx, dy = u[:, 1] * shift * width, u[:, 2] * shift * height
+    cos, sin = tf.cos(angle), tf.sin(angle)
+    cx, cy = (width - 1) / 2, (height - 1) / 2
+    # Each output pixel p samples the input at R(angle) (p - centre - shift) + centre.
+    zero = tf.zeros_like(cos)
+    transform = tf.stack(
+        [cos, -sin, cx - cos * (cx + dx) + sin * (cy + dy),
+         sin, cos, cy - sin * (cx + dx) - cos * (cy + dy),
+         zero, zero],
+        axis=1,
+    )
+    return keras.ops.image.affine_transform(images, transform, interpolation="bilinear", fill_mode="constant")
 
 
 def _to_float(images, labels):
@@ -119,16 +134,19 @@ def train_pipeline(
         ds: decoded `(image, label)` pairs, as `load_split` returns them.
         batch_size: images per batch.
         seed: seed of the shuffle and of the augmentation.
-        shift: see `augmenter`.
-        rotation: see `augmenter`.
+        shift: see `random_affine` (0 with `rotation` 0 turns augmentation off).
+        rotation: see `random_affine`.
     """
     # Cache the decoded uint8 images (47 MB for all of MNIST) so decoding happens once.
     ds = ds.cache().shuffle(60_000, seed=seed, reshuffle_each_iteration=True)
     ds = ds.batch(batch_size).map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
     if shift > 0 or rotation > 0:
-        augment = augmenter(shift, rotation, seed)
-        # Augmenting whole batches is one vectorised op per batch, not one per image.
-        ds = ds.map(lambda x, y: (augment(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
+        # One stateless seed per batch, new every epoch: the parallel map stays reproducible.
+        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
+        ds = tf.data.Dataset.zip(ds, seeds).map(
+            lambda batch, s: (random_affine(batch[0], s, shift, rotation), batch[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
     return ds.prefetch(tf.data.AUTOTUNE)
 
 

@@ -1,6 +1,7 @@
 """The tinymnist CNN: one pure builder, `build_model(config)`, in the Keras functional API.
 
-Layout (every 3x3 convolution uses 'same' padding, stride 1, no bias, then BatchNorm + ReLU):
+Layout (every 3x3 convolution uses 'same' padding, stride 1, no bias, then BatchNorm + ReLU;
+each block ends in Dropout):
 
 | layer            | kind          | output   | receptive field |
 |------------------|---------------|----------|-----------------|
@@ -21,6 +22,11 @@ The edges block is the 8-feature stem alone by default (`ModelConfig.edges = 0`)
 with `edges > 0` adds a second 28x28 convolution (`edges_conv2`, receptive field 5), which
 costs 28*28*9*8*edges multiply-adds per image for only 72*edges parameters.
 
+Each MaxPooling sits right after the last convolution of its block, before that
+convolution's BatchNorm, ReLU and the block's Dropout (`ModelConfig.early_pool`): those
+element-wise layers then run on a quarter of the pixels, which makes a training step about
+a sixth cheaper for the same parameters and receptive fields.
+
 `receptive_fields(model)` recomputes the last column from the built layers, and the tests
 check it, so this table cannot silently drift from the code.
 """
@@ -40,8 +46,8 @@ NUM_CLASSES = 10
 INPUT_SHAPE = (28, 28, 1)
 
 
-def conv_bn_relu(x, filters: int, kernel_size: int, name: str):
-    """A bias-free convolution followed by BatchNorm and ReLU.
+def conv_bn_relu(x, filters: int, kernel_size: int, name: str, pool: str | None = None):
+    """A bias-free convolution followed by BatchNorm and ReLU, optionally max-pooled first.
 
     The bias is dropped because BatchNorm's beta does the same job.
 
@@ -50,13 +56,16 @@ def conv_bn_relu(x, filters: int, kernel_size: int, name: str):
         filters: number of output channels.
         kernel_size: 3 for feature extraction, 1 for transitions.
         name: prefix of the three layer names (`name`, `name_bn`, `name_relu`).
+        pool: the name of a 2x2 MaxPooling between the convolution and its BatchNorm, or None.
     """
     x = layers.Conv2D(filters, kernel_size, padding="same", use_bias=False, name=name)(x)
+    if pool:
+        x = layers.MaxPooling2D(2, name=pool)(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
-def block(x, filters: tuple[int, ...], dropout: float, name: str):
+def block(x, filters: tuple[int, ...], dropout: float, name: str, pool: str | None = None):
     """A block of 3x3 convolutions closed by Dropout against memorising.
 
     Args:
@@ -64,21 +73,25 @@ def block(x, filters: tuple[int, ...], dropout: float, name: str):
         filters: output channels of each 3x3 convolution, in order.
         dropout: the rate of the closing Dropout.
         name: the block's name (`edges`, `patterns` or `object`).
+        pool: the name of a 2x2 MaxPooling right after the last convolution (see
+            `ModelConfig.early_pool`), or None.
     """
     for i, f in enumerate(filters, start=1):
-        x = conv_bn_relu(x, f, 3, name=f"{name}_conv{i}")
+        x = conv_bn_relu(x, f, 3, name=f"{name}_conv{i}", pool=pool if i == len(filters) else None)
     return layers.Dropout(dropout, name=f"{name}_dropout")(x)
 
 
-def transition(x, filters: int, name: str):
+def transition(x, filters: int, name: str, pool: bool = True):
     """Halves the resolution (MaxPooling) and squeezes the channels (1x1 convolution).
 
     Args:
         x: the input tensor.
         filters: output channels of the 1x1 convolution.
         name: the transition's name.
+        pool: False when the block before already pooled (`ModelConfig.early_pool`).
     """
-    x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
+    if pool:
+        x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
     return conv_bn_relu(x, filters, 1, name=f"{name}_conv")
 
 
@@ -101,10 +114,11 @@ def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
         scale=1.0 / (255.0 * MNIST_STD), offset=-MNIST_MEAN / MNIST_STD, name="normalize"
     )(inputs)
     edges = (config.stem, config.edges) if config.edges else (config.stem,)
-    x = block(x, edges, config.dropout, name="edges")
-    x = transition(x, config.transition1, name="transition1")
-    x = block(x, config.patterns, config.dropout, name="patterns")
-    x = transition(x, config.transition2, name="transition2")
+    early = config.early_pool
+    x = block(x, edges, config.dropout, name="edges", pool="transition1_pool" if early else None)
+    x = transition(x, config.transition1, name="transition1", pool=not early)
+    x = block(x, config.patterns, config.dropout, name="patterns", pool="transition2_pool" if early else None)
+    x = transition(x, config.transition2, name="transition2", pool=not early)
     x = block(x, config.object, config.dropout, name="object")
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="head")(x)

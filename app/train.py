@@ -88,6 +88,7 @@ def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> k
         optimizer=optimizer,
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=recipe.label_smoothing),
         metrics=["accuracy"],
+        steps_per_execution=recipe.steps_per_execution,
     )
     return model
 

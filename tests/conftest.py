@@ -54,9 +54,9 @@ def formats(tmp_path_factory):
     from app.train import compile_model, one_hot
 
     keras.utils.set_random_seed(0)
-    recipe = Recipe(epochs=2)
+    recipe = Recipe(epochs=2, batch_size=128)
     train = data.train_pipeline(data.load_split("train[:20000]"), recipe.batch_size, seed=0).map(one_hot)
-    model = compile_model(build_model(), recipe, steps_per_epoch=157)
+    model = compile_model(build_model(), recipe, steps_per_epoch=-(-20_000 // recipe.batch_size))
     model.fit(train, epochs=recipe.epochs, verbose=0)
     folder = tmp_path_factory.mktemp("formats")
     save_saved_model(model, folder / "saved_model")

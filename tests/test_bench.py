@@ -75,8 +75,8 @@ def test_quick_bench_writes_every_field(formats, tmp_path):
 
     written = json.loads((run / "bench.json").read_text())
     assert written == json.loads(json.dumps(result))
-    assert [(r["pipeline"], r["batch_size"]) for r in written["training"]] == [
-        ("current", 128), ("first-landed", 128), ("first-landed", 128)
+    assert [(r["pipeline"], r["batch_size"], r["steps_per_execution"]) for r in written["training"]] == [
+        ("current", 256, 8), ("first-landed", 128, 1), ("first-landed", 128, 1)
     ]
     assert written["training"][0]["train_step_flops_per_image"] == 5_434_080
     for row in written["training"]:

@@ -47,6 +47,54 @@ def test_train_pipeline_shuffles_augments_and_batches(test_slice):
     assert any(np.array_equal(unaugmented[0], p) for p in plain)
 
 
+def _blob(centre=(14, 14)):
+    """One image with a 4x4 square of 255s whose top-left corner is `centre`."""
+    image = np.zeros((1, 28, 28, 1), np.float32)
+    image[0, centre[0]:centre[0] + 4, centre[1]:centre[1] + 4] = 255.0
+    return image
+
+
+def _centre_of_mass(image):
+    rows, cols = np.indices(image.shape[1:3])
+    weights = image[0, :, :, 0]
+    return np.array([(rows * weights).sum(), (cols * weights).sum()]) / weights.sum()
+
+
+def test_random_affine_without_ranges_is_the_identity():
+    image = _blob()
+    out = data.random_affine(image, [1, 2], shift=0.0, rotation=0.0).numpy()
+    np.testing.assert_array_equal(out, image)
+
+
+def test_random_affine_shifts_within_the_range_and_keeps_the_ink():
+    # 0.1 of 28 pixels: the square moves at most 2.8 pixels along each axis.
+    moved = [data.random_affine(_blob(), [s, 0], shift=0.1, rotation=0.0).numpy() for s in range(20)]
+    offsets = np.array([_centre_of_mass(m) - _centre_of_mass(_blob()) for m in moved])
+    assert np.abs(offsets).max() <= 2.8 + 1e-4
+    assert np.abs(offsets).max() > 1.0  # it does move
+    # Bilinear resampling away from the border keeps the total ink.
+    np.testing.assert_allclose([m.sum() for m in moved], _blob().sum(), rtol=1e-4)
+
+
+def test_random_affine_rotates_about_the_image_centre():
+    # A square centred on the image centre (13.5, 13.5) stays centred under any rotation.
+    centred = _blob(centre=(12, 12))
+    for s in range(5):
+        out = data.random_affine(centred, [s, 1], shift=0.0, rotation=0.05).numpy()
+        assert not np.array_equal(out, centred)
+        np.testing.assert_allclose(_centre_of_mass(out), [13.5, 13.5], atol=1e-3)
+
+
+def test_random_affine_is_a_function_of_its_seed():
+    images = np.repeat(_blob(), 3, axis=0)
+    a = data.random_affine(images, [7, 7], shift=0.08, rotation=0.02).numpy()
+    b = data.random_affine(images, [7, 7], shift=0.08, rotation=0.02).numpy()
+    c = data.random_affine(images, [7, 8], shift=0.08, rotation=0.02).numpy()
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, c)
+    assert not np.array_equal(a[0], a[1])  # each image of a batch draws its own transform
+
+
 def test_missing_data_offline_is_one_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_download_host_reachable", lambda timeout=5.0: False)
     with pytest.raises(data.DataUnavailableError) as error:
@@ -54,3 +102,11 @@ def test_missing_data_offline_is_one_clear_error(tmp_path, monkeypatch):
     message = str(error.value)
     assert f"MNIST is not in {tmp_path} and cannot be downloaded (offline)" in message
     assert "TFDS_DATA_DIR" in message and "\n" not in message
+
+
+def test_train_pipeline_is_reproducible_and_new_each_epoch(test_slice):
+    ds = data.train_pipeline(test_slice, 256, seed=3, shift=0.08, rotation=0.02)
+    first, second = (next(iter(ds))[0].numpy() for _ in range(2))
+    again = next(iter(data.train_pipeline(test_slice, 256, seed=3, shift=0.08, rotation=0.02)))[0].numpy()
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, second)

@@ -54,6 +54,21 @@ def test_architecture_follows_the_product_shape():
     assert not [n for n in names if n.split("_")[0] in {"conv2d", "dense", "re", "batch", "dropout"}]
 
 
+def test_early_pool_moves_only_the_pooling():
+    early, late = build_model(ModelConfig()), build_model(ModelConfig(early_pool=False))
+    order = lambda model: [layer.name for layer in model.layers]
+    # Pooled straight after the convolution, so BatchNorm, ReLU and Dropout run at 14x14.
+    assert order(early)[2:7] == ["edges_conv1", "transition1_pool", "edges_conv1_bn", "edges_conv1_relu",
+                                 "edges_dropout"]
+    assert order(late)[2:7] == ["edges_conv1", "edges_conv1_bn", "edges_conv1_relu", "edges_dropout",
+                                "transition1_pool"]
+    assert early.get_layer("edges_dropout").output.shape[1:] == (14, 14, 8)
+    assert late.get_layer("edges_dropout").output.shape[1:] == (28, 28, 8)
+    assert early.get_layer("patterns_dropout").output.shape[1:] == (7, 7, 16)
+    assert early.count_params() == late.count_params() == DEFAULT_TOTAL
+    assert receptive_fields(early) == receptive_fields(late)
+
+
 def test_receptive_field_of_the_last_convolution_covers_the_digit():
     fields = receptive_fields(build_model())
     assert list(fields.values()) == [3, 4, 4, 8, 12, 14, 14, 22, 30]  # the docstring table

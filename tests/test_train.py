@@ -47,7 +47,7 @@ def test_quick_run_lowers_the_loss_and_records_metrics(quick_run):
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
     assert on_disk["parameters"] == {"total": 7862, "trainable": 7682, "non_trainable": 180}
-    assert on_disk["epochs"] == 3 and on_disk["seed"] == 0 and on_disk["batch_size"] == 128
+    assert on_disk["epochs"] == 3 and on_disk["seed"] == 0 and on_disk["batch_size"] == 256
     assert on_disk["train_images"] == 2048
     assert on_disk["test_accuracy_per_epoch"] == [float(r["test_accuracy"]) for r in history]
     assert on_disk["final_test_accuracy"] == on_disk["test_accuracy_per_epoch"][-1]

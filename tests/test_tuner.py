@@ -35,8 +35,9 @@ def test_smallest_model_of_the_space():
     assert hm.parameter_count(hm.smallest_values()) == 1922
 
 
-def declared_oracle(budget, seed=0):
-    oracle = BudgetRandomSearchOracle(budget=budget, objective="val_accuracy", max_trials=1000, seed=seed)
+def declared_oracle(budget, seed=0, floor=0.0):
+    oracle = BudgetRandomSearchOracle(budget=budget, floor=floor, objective="val_accuracy", max_trials=1000,
+                                      seed=seed)
     hp = oracle.get_space()
     hm.declare(hp)
     oracle.update_space(hp)
@@ -59,6 +60,16 @@ def test_property_proposed_candidates_fit_and_rejected_ones_do_not(monkeypatch):
     for values in rejected[:100]:
         with pytest.raises(ValueError, match=f"over the budget of {budget:,}"):
             build_model(hm.config_from_values(values, budget))
+
+
+def test_property_a_floor_keeps_candidates_between_it_and_the_budget():
+    oracle = declared_oracle(6000, floor=0.9)
+    counts = [hm.parameter_count(oracle._random_values()) for _ in range(100)]
+    assert 5400 <= min(counts) and max(counts) <= 6000
+    # About 15% of the space lies in [5,400, 6,000] and about half under 5,400.
+    assert oracle.under_floor > 100 and oracle.rejected > 100
+    state = oracle.get_state()
+    assert (state["floor"], state["under_floor"], state["rejected"]) == (0.9, oracle.under_floor, oracle.rejected)
 
 
 def synthetic(n=96, seed=0):
@@ -119,6 +130,7 @@ def test_search_stopped_after_first_trial_resumes_without_rerunning_it(tmp_path,
         (["--budget", "1900"], "error: budget 1,900 is below the smallest model of the search space (1,922 parameters)"),
         (["--trials", "0"], "error: argument --trials: must be a positive whole number, got 0"),
         (["--epochs", "-1"], "error: argument --epochs: must be a positive whole number, got -1"),
+        (["--floor", "1"], "error: argument --floor: must be at least 0 and below 1, got 1.0"),
     ],
 )
 def test_bad_search_input_is_one_line_with_exit_code_2(cli, tmp_path, args, message):

@@ -7,12 +7,24 @@ writes the report; workers run trials).
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import sys
 from pathlib import Path
 
 from app.cli import Parser, UsageError, positive_int, run
+
+
+def fraction(text: str) -> float:
+    """Parses a number from 0 up to, but not including, 1 (for --floor)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {value}")
+    return value
 
 
 def build_parser() -> Parser:
@@ -22,6 +34,8 @@ def build_parser() -> Parser:
     search = commands.add_parser("search", help="search filter counts under a parameter budget")
     search.add_argument("--budget", type=positive_int, default=8000, help="most total parameters (default 8000)")
     search.add_argument("--trials", type=positive_int, default=30, help="candidates to train (default 30)")
+    search.add_argument("--floor", type=fraction, default=0.0,
+                        help="skip candidates under this fraction of the budget (default 0: none)")
     search.add_argument("--epochs", type=positive_int, default=4, help="epochs per trial (default 4)")
     search.add_argument("--retrain-epochs", type=positive_int, default=None,
                         help="epochs of the final retraining (default: the recipe's)")
@@ -57,7 +71,7 @@ def search(args) -> int:
     train = data.train_pipeline(train_raw, recipe.batch_size, recipe.seed, recipe.shift, recipe.rotation)
     validation = data.eval_pipeline(data.load_split(val_split))
     steps = -(-images // recipe.batch_size)
-    tuner = make_tuner(args.budget, args.trials, recipe, out, seed=args.seed)
+    tuner = make_tuner(args.budget, args.trials, recipe, out, seed=args.seed, floor=args.floor)
     print(f"{role}: searching under {args.budget:,} parameters, {args.trials} trials of "
           f"{args.epochs} epochs on {fit_split}, validating on {val_split}", flush=True)
     # verbose=0 quiets KerasTuner's own multi-line trial reports; BudgetTuner prints one line.
@@ -84,13 +98,15 @@ def search(args) -> int:
         "trials": len(rows),
         "finished_trials": len(done),
         "rejected_for_budget": oracle.rejected,
+        "floor": args.floor,
+        "skipped_under_floor": oracle.under_floor,
         "largest_trained_parameters": max(r["parameters"] for r in done),
         "best_trial": best,
         "best_config": config.to_dict(),
         "best_max_lr": best_recipe.max_lr,
     }
     print(f"search done: {len(done)} trials trained, {oracle.rejected} candidates rejected for the "
-          f"budget, largest trained model {summary['largest_trained_parameters']:,} parameters; best "
+          f"budget, {oracle.under_floor} under the floor, largest trained model {summary['largest_trained_parameters']:,} parameters; best "
           f"trial {best['trial']}: {best['parameters']:,} params, val_accuracy {100 * best['val_accuracy']:.2f}%")
     from app.files import write_json
 

@@ -23,32 +23,43 @@ class BudgetRandomSearchOracle(kt.oracles.RandomSearchOracle):
 
     Args:
         budget: the most total parameters (`model.count_params()`) a candidate may have.
+        floor: the least a candidate may have, as a fraction of `budget` (0 allows all).
+            Most of a filter-count space is far under any budget, and a short trial cannot
+            tell a small model's promise from its noise; a floor spends the trials on
+            models that use the budget. Candidates under it are redrawn and counted apart.
         **kwargs: passed to `keras_tuner.oracles.RandomSearchOracle`.
     """
 
-    def __init__(self, budget: int, **kwargs):
+    def __init__(self, budget: int, floor: float = 0.0, **kwargs):
         super().__init__(**kwargs)
         self.budget = budget
+        self.floor = floor
         self.rejected = 0
+        self.under_floor = 0
 
     def _random_values(self):
         for _ in range(MAX_REDRAWS):
             values = super()._random_values()
             if values is None:  # the space is exhausted
                 return None
-            if parameter_count(values) <= self.budget:
+            params = parameter_count(values)
+            if params > self.budget:
+                self.rejected += 1
+            elif params < self.floor * self.budget:
+                self.under_floor += 1
+            else:
                 return values
-            self.rejected += 1
         return None
 
     def get_state(self):
         state = super().get_state()
-        state.update(budget=self.budget, rejected=self.rejected)
+        state.update(budget=self.budget, floor=self.floor, rejected=self.rejected, under_floor=self.under_floor)
         return state
 
     def set_state(self, state):
         super().set_state(state)
         self.rejected = state.get("rejected", 0)
+        self.under_floor = state.get("under_floor", 0)
 
 
 class BudgetTuner(kt.Tuner):
@@ -102,7 +113,7 @@ def trial_line(trial) -> str:
     )
 
 
-def make_tuner(budget, trials, recipe, directory, project="search", seed=0) -> BudgetTuner:
+def make_tuner(budget, trials, recipe, directory, project="search", seed=0, floor=0.0) -> BudgetTuner:
     """Builds (or reloads, with KerasTuner's `overwrite=False`) the budget-aware tuner.
 
     Args:
@@ -112,9 +123,11 @@ def make_tuner(budget, trials, recipe, directory, project="search", seed=0) -> B
         directory: where KerasTuner keeps its state (the search resumes from it).
         project: the project folder name under `directory`.
         seed: seeds the oracle's sampling.
+        floor: the least parameters a candidate may have, as a fraction of `budget`.
     """
     oracle = BudgetRandomSearchOracle(
         budget=budget,
+        floor=floor,
         objective=kt.Objective("val_accuracy", direction="max"),
         max_trials=trials,
         seed=seed,
