@@ -24,8 +24,8 @@ costs 28*28*9*8*edges multiply-adds per image for only 72*edges parameters.
 
 Each MaxPooling sits right after the last convolution of its block, before that
 convolution's BatchNorm, ReLU and the block's Dropout (`ModelConfig.early_pool`): those
-element-wise layers then run on a quarter of the pixels, which makes a training step about
-a sixth cheaper for the same parameters and receptive fields.
+element-wise layers then run on a quarter of the pixels, which makes a training step cheaper
+for the same parameters and receptive fields.
 
 `receptive_fields(model)` recomputes the last column from the built layers, and the tests
 check it, so this table cannot silently drift from the code.
