@@ -37,6 +37,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def fraction(text: str) -> float:
+    """Parses a number from 0 up to, but not including, 1 (for --floor)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {value}")
+    return value
+
+
 def build_parser() -> Parser:
     """Returns the parser of all subcommands."""
     parser = Parser(prog="python -m app", description="tinymnist: a tiny MNIST CNN for mobile.")

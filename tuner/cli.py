@@ -7,24 +7,12 @@ writes the report; workers run trials).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import sys
 from pathlib import Path
 
-from app.cli import Parser, UsageError, positive_int, run
-
-
-def fraction(text: str) -> float:
-    """Parses a number from 0 up to, but not including, 1 (for --floor)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {value}")
-    return value
+from app.cli import Parser, UsageError, fraction, positive_int, run
 
 
 def build_parser() -> Parser:
@@ -106,8 +94,9 @@ def search(args) -> int:
         "best_max_lr": best_recipe.max_lr,
     }
     print(f"search done: {len(done)} trials trained, {oracle.rejected} candidates rejected for the "
-          f"budget, {oracle.under_floor} under the floor, largest trained model {summary['largest_trained_parameters']:,} parameters; best "
-          f"trial {best['trial']}: {best['parameters']:,} params, val_accuracy {100 * best['val_accuracy']:.2f}%")
+          f"budget, {oracle.under_floor} under the floor, largest trained model "
+          f"{summary['largest_trained_parameters']:,} parameters; best trial {best['trial']}: "
+          f"{best['parameters']:,} params, val_accuracy {100 * best['val_accuracy']:.2f}%")
     from app.files import write_json
 
     write_json(out / "best_config.json", config.to_dict())
