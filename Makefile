@@ -19,7 +19,7 @@ BUDGET ?= 8000
 TRIALS ?= 30
 TUNE_DIR ?= tuning/budget$(BUDGET)
 
-.PHONY: install train test test-all export predict results bench tune clean
+.PHONY: install train test export predict results bench tune clean
 
 install: $(STAMP)
 
@@ -48,9 +48,7 @@ tune: $(STAMP)
 	$(PY) -m tuner search --budget $(BUDGET) --trials $(TRIALS) --dir $(TUNE_DIR) --seed $(SEED) $(ARGS)
 
 test: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(ARGS)
-
-test-all: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(ARGS)
 
 clean:

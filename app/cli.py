@@ -1,22 +1,19 @@
 """The command line: `python -m app {train,export,predict,results,bench}`.
 
-Errors a user can fix (bad flags, an over-budget config, missing data) print one line and
-exit non-zero; heavy modules are imported only by the command that needs them, so
-`predict` runs without TensorFlow.
+Every error a user can fix prints one line and exits with the code of its kind (see
+`app.errors`); heavy modules are imported only by the command that needs them, so `predict`
+runs without TensorFlow, and TensorFlow's own start-up log stays hidden unless `--verbose`.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+from pathlib import Path
 
-# Exit code of a usage error (argparse's convention).
-USAGE_ERROR = 2
-
-
-class UsageError(Exception):
-    """A problem with the command line, reported in one line with exit code 2."""
+from app.errors import InputFileError, UsageError, command_line, handle
 
 
 class Parser(argparse.ArgumentParser):
@@ -48,6 +45,29 @@ def fraction(text: str) -> float:
     return value
 
 
+def read_json(path: str | None, what: str) -> dict:
+    """Reads a JSON object from a file given on the command line ({} for None).
+
+    Raises:
+        InputFileError: when the file is missing, unreadable or not a JSON object.
+    """
+    if not path:
+        return {}
+    try:
+        values = json.loads(Path(path).read_text())
+    except OSError as error:
+        raise InputFileError(f"cannot read the {what} file, {path} ({error.strerror}); check the path") from None
+    except ValueError as error:
+        raise InputFileError(f"{what} file {path} is not valid JSON ({error}); fix or replace it") from None
+    if not isinstance(values, dict):
+        raise InputFileError(f"{what} file {path} must hold a JSON object of field names and values")
+    return values
+
+
+def add_verbose(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
+
+
 def build_parser() -> Parser:
     """Returns the parser of all subcommands."""
     parser = Parser(prog="python -m app", description="tinymnist: a tiny MNIST CNN for mobile.")
@@ -64,16 +84,20 @@ def build_parser() -> Parser:
     train.add_argument("--budget", type=positive_int, default=None, help="parameter budget of the config")
     train.add_argument("--config", default=None, help="a JSON file of ModelConfig fields (e.g. from the tuner)")
     train.add_argument("--recipe", default=None, help="a JSON file of Recipe fields (e.g. {\"max_lr\": 0.004})")
+    train.add_argument("--restart", action="store_true",
+                       help="discard the run folder's unfinished epochs and train from epoch 1")
+    add_verbose(train)
 
     export = commands.add_parser("export", help="export SavedModel + TFLite float32/int8, verified")
     export.add_argument("--model", default="runs/seed0/model.keras", help="the trained .keras file")
     export.add_argument("--out", default="exported", help="destination folder, replaced whole")
+    add_verbose(export)
 
     predict = commands.add_parser("predict", help="classify image files with the int8 TFLite model")
     predict.add_argument("files", nargs="+", metavar="FILE", help="PNG/JPEG images")
     predict.add_argument("--model", default=None, help="the .tflite model (default exported/model_int8.tflite)")
     predict.add_argument("--dark-on-light", action="store_true", help="dark ink on a light background")
-    predict.add_argument("--json", action="store_true", help="print a JSON list instead of lines")
+    predict.add_argument("--json", action="store_true", help="print one JSON object per file")
 
     results = commands.add_parser("results", help="print a Markdown table of finished runs")
     results.add_argument("runs", nargs="+", metavar="RUN", help="run folders (with metrics.json)")
@@ -82,34 +106,27 @@ def build_parser() -> Parser:
     bench.add_argument("--run", default="runs/seed0", help="a finished default run; bench.json/md go here")
     bench.add_argument("--exported", default="exported", help="the folder `make export` wrote")
     bench.add_argument("--compare", action="store_true",
-                       help="also time the pipeline and model as the foundation issue first landed them")
+                       help="also time a plain tfds + model.fit pipeline and the previous model (v1)")
     bench.add_argument("--quick", action="store_true", help="tiny timing windows: a smoke test")
+    add_verbose(bench)
     return parser
 
 
 def run_train(args) -> int:
-    import json
+    from app.tflog import import_tensorflow
 
+    import_tensorflow()
     from app.config import ModelConfig, Recipe
     from app.train import train
 
-    def read(path, kind):
-        if not path:
-            return {}
-        try:
-            with open(path) as f:
-                return json.load(f)
-        except (OSError, ValueError) as error:
-            raise UsageError(f"cannot read {kind} {path}: {error}") from None
-
-    values = read(args.config, "config")
+    values = read_json(args.config, "config")
     if args.budget is not None:
         values["budget"] = args.budget
     try:
         config = ModelConfig.from_dict(values)
     except TypeError as error:
         raise UsageError(f"bad config {args.config}: {error}") from None
-    recipe_values = {**read(args.recipe, "recipe"), "seed": args.seed}
+    recipe_values = {**read_json(args.recipe, "recipe"), "seed": args.seed}
     if args.epochs is not None:
         recipe_values["epochs"] = args.epochs
     if args.batch_size is not None:
@@ -119,7 +136,8 @@ def run_train(args) -> int:
     except TypeError as error:
         raise UsageError(f"bad recipe {args.recipe}: {error}") from None
     out = args.out or f"runs/seed{args.seed}"
-    metrics = train(config, recipe, out=out, quick=args.quick, validation=args.validation)
+    metrics = train(config, recipe, out=out, quick=args.quick, validation=args.validation,
+                    command=command_line(args.argv), restart=args.restart)
     held_out = "val" if args.validation else "test"
     print(
         f"{out}: {metrics['parameters']['total']:,} parameters, final {held_out} accuracy "
@@ -130,12 +148,12 @@ def run_train(args) -> int:
 
 
 def run_export(args) -> int:
-    import shlex
+    from app.tflog import import_tensorflow
 
+    import_tensorflow()
     from app.export import export
 
-    command = "python -m app " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else None
-    metadata = export(args.model, args.out, command=command)
+    metadata = export(args.model, args.out, command=command_line(args.argv))
     for name, accuracy in metadata["accuracy"].items():
         print(f"{name:>15}: {100 * accuracy:.2f}% on {metadata['test_images']:,} test images")
     sizes = {k: v["bytes"] for k, v in metadata["files"].items() if k.endswith(".tflite")}
@@ -144,43 +162,44 @@ def run_export(args) -> int:
 
 
 def run_predict(args) -> int:
-    import json
-
     from app.predict import DEFAULT_MODEL, predict_files
 
-    results = predict_files(args.files, args.model or DEFAULT_MODEL, args.dark_on_light)
-    if args.json:
-        print(json.dumps(results, indent=2))
-    for r in results:
-        if "error" in r:
-            print(f"error: {r['file']}: {r['error']}", file=sys.stderr)
-        elif not args.json:
-            print(f"{r['file']}\t{r['digit']}\t{r['probability']:.4f}")
-    return 1 if any("error" in r for r in results) else 0
+    failed = 0
+    for result in predict_files(args.files, args.model or DEFAULT_MODEL, args.dark_on_light):
+        # Each result is printed as soon as it is known: a later bad file cannot lose it.
+        if "error" in result:
+            failed += 1
+            print(f"error: {result['file']}: {result['error']}", file=sys.stderr, flush=True)
+            if args.json:
+                print(json.dumps(result), flush=True)
+        elif args.json:
+            print(json.dumps(result), flush=True)
+        else:
+            print(f"{result['file']}\t{result['digit']}\t{result['probability']:.4f}", flush=True)
+    return InputFileError.exit_code if failed else 0
 
 
 def run_results(args) -> int:
-    import json
-    from pathlib import Path
-
     print("| seed | parameters | epochs | final test accuracy | best-epoch test accuracy (info only) "
           "| wall time | command |")
     print("|---:|---:|---:|---:|---:|---:|---|")
     for run in args.runs:
         path = Path(run) / "metrics.json"
-        try:
-            m = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
-            raise UsageError(f"cannot read {path}: {error}") from None
+        m = read_json(str(path), "metrics")
         if "final_test_accuracy" not in m:
-            raise UsageError(f"{run} is a validation run; it has no test accuracy")
+            raise UsageError(f"{run} is a validation run, it has no test accuracy; give test runs only")
+        command = read_json(str(Path(run) / "provenance.json"), "provenance").get("command") \
+            if (Path(run) / "provenance.json").exists() else f"make train SEED={m['seed']}"
         print(f"| {m['seed']} | {m['parameters']['total']:,} | {m['epochs']} | "
               f"{100 * m['final_test_accuracy']:.2f}% | {100 * m['best_epoch_test_accuracy']:.2f}% | "
-              f"{m['wall_seconds'] / 60:.1f} min | `make train SEED={m['seed']}` |")
+              f"{m['wall_seconds'] / 60:.1f} min | `{command}` |")
     return 0
 
 
 def run_bench(args) -> int:
+    from app.tflog import import_tensorflow
+
+    import_tensorflow()
     from app.bench import bench, markdown
 
     print(markdown(bench(args.run, args.exported, compare=args.compare, quick=args.quick)), end="")
@@ -197,31 +216,17 @@ COMMANDS = {
 }
 
 
-def run(command, parser: Parser, argv: list[str] | None, interrupted: str = "interrupted") -> int:
-    """Parses `argv` and runs `command(args)`, turning the errors a user can fix into one line.
-
-    Shared by `python -m app` and `python -m tuner`.
-
-    Args:
-        command: the function that runs the parsed arguments and returns the exit code.
-        parser: the command line's parser.
-        argv: the arguments (default: `sys.argv[1:]`).
-        interrupted: what to print on Ctrl-C.
-    """
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TF's C++ start-up chatter out
-    try:
-        return command(parser.parse_args(argv))
-    except (UsageError, ValueError) as error:  # bad flags, over-budget configs, bad recipes
-        print(f"error: {error}", file=sys.stderr)
-        return USAGE_ERROR
-    except KeyboardInterrupt:
-        print(interrupted, file=sys.stderr)
-        return 130
-    except (RuntimeError, FileNotFoundError) as error:  # missing data or model, refused export
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-
-
 def main(argv: list[str] | None = None) -> int:
     """Runs one command; returns the exit code."""
-    return run(lambda args: COMMANDS[args.command](args), build_parser(), argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # Ctrl-C during training: the same command resumes from the last finished epoch.
+    resume = command_line(argv, "python -m app") if argv[:1] == ["train"] else None
+
+    def command(argv):
+        args = build_parser().parse_args(argv)
+        args.argv = argv
+        if getattr(args, "verbose", False):
+            os.environ["TINYMNIST_VERBOSE"] = "1"
+        return COMMANDS[args.command](args)
+
+    return handle(command, argv, resume_hint=resume)

@@ -62,7 +62,7 @@ class ModelConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
-    def from_dict(cls, values: dict) -> "ModelConfig":
+    def from_dict(cls, values: dict) -> ModelConfig:
         """Builds a config from `to_dict` output (unknown keys are an error)."""
         return cls(**values)
 

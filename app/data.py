@@ -8,9 +8,11 @@ import os
 import socket
 import urllib.parse
 
+import keras
 import tensorflow as tf
 import tensorflow_datasets as tfds
-import keras
+
+from app.errors import MissingDataError
 
 # Quick mode trains and evaluates on these small slices of the real splits.
 QUICK_TRAIN = 2048
@@ -39,7 +41,7 @@ def split_names(quick: bool = False, validation: bool = False) -> tuple[str, str
     return "train", "test"
 
 
-class DataUnavailableError(RuntimeError):
+class DataUnavailableError(MissingDataError):
     """MNIST is neither prepared locally nor downloadable."""
 
 
@@ -125,10 +127,39 @@ def _to_float(images, labels):
     return tf.cast(images, tf.float32), labels
 
 
+def in_memory(ds: tf.data.Dataset) -> tuple[tf.Tensor, tf.Tensor]:
+    """Decodes a whole split once into two tensors: uint8 images and int64 labels.
+
+    All of MNIST's train split is 47 MB, so indexing it in memory is cheaper than a shuffle
+    buffer, and lets each epoch's order be a pure function of the seed and the epoch.
+    """
+    count = int(ds.cardinality())
+    return next(iter(ds.batch(max(count, 1))))
+
+
+def epoch_order(count: int, seed: int, epoch) -> tf.Tensor:
+    """The order of the `count` training images in `epoch`: a permutation of the seed and epoch.
+
+    Stateless, so a run resumed at epoch k sees epoch k's order, not epoch 0's again.
+    """
+    return tf.random.experimental.stateless_shuffle(
+        tf.range(count, dtype=tf.int64), seed=tf.stack([tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)])
+    )
+
+
 def train_pipeline(
-    ds: tf.data.Dataset, batch_size: int, seed: int, shift: float = 0.0, rotation: float = 0.0
+    ds: tf.data.Dataset,
+    batch_size: int,
+    seed: int,
+    shift: float = 0.0,
+    rotation: float = 0.0,
+    first_epoch: int = 0,
 ) -> tf.data.Dataset:
     """Shuffled, augmented float32 batches of raw 0..255 pixels for training.
+
+    Every pass over the returned dataset is one epoch; pass `e` (counted from
+    `first_epoch`) draws its order and its augmentation from `(seed, e)` alone, so the
+    batches of epoch `e` are the same whether the run got there in one go or resumed.
 
     Args:
         ds: decoded `(image, label)` pairs, as `load_split` returns them.
@@ -136,18 +167,28 @@ def train_pipeline(
         seed: seed of the shuffle and of the augmentation.
         shift: see `random_affine` (0 with `rotation` 0 turns augmentation off).
         rotation: see `random_affine`.
+        first_epoch: the epoch the first pass is (a resumed run starts past 0).
     """
-    # Cache the decoded uint8 images (47 MB for all of MNIST) so decoding happens once.
-    ds = ds.cache().shuffle(60_000, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size).map(_to_float, num_parallel_calls=tf.data.AUTOTUNE)
-    if shift > 0 or rotation > 0:
-        # One stateless seed per batch, new every epoch: the parallel map stays reproducible.
-        seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip(ds, seeds).map(
-            lambda batch, s: (random_affine(batch[0], s, shift, rotation), batch[1]),
-            num_parallel_calls=tf.data.AUTOTUNE,
-        )
-    return ds.prefetch(tf.data.AUTOTUNE)
+    images, labels = in_memory(ds)
+    count = int(images.shape[0])
+    steps = -(-count // batch_size)
+    # Each new iterator (Keras makes one per epoch) takes the next epoch number.
+    epoch_counter = tf.Variable(first_epoch, dtype=tf.int64, trainable=False, name="epoch")
+
+    def one_epoch(_):
+        epoch = epoch_counter.assign_add(1) - 1
+        order = tf.data.Dataset.from_tensor_slices(epoch_order(count, seed, epoch)).batch(batch_size)
+        return tf.data.Dataset.zip(order, tf.data.Dataset.range(steps)).map(lambda idx, step: (idx, epoch, step))
+
+    def gather(idx, epoch, step):
+        batch = tf.cast(tf.gather(images, idx), tf.float32), tf.gather(labels, idx)
+        if shift > 0 or rotation > 0:
+            # A stateless seed per (epoch, step): the parallel map stays reproducible.
+            batch = random_affine(batch[0], tf.stack([epoch, step]) + seed * 1_000_003, shift, rotation), batch[1]
+        return batch
+
+    ds = tf.data.Dataset.range(1).flat_map(one_epoch).apply(tf.data.experimental.assert_cardinality(steps))
+    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def eval_pipeline(ds: tf.data.Dataset, batch_size: int = 1000) -> tf.data.Dataset:

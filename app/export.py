@@ -9,7 +9,6 @@ export leaves the destination exactly as it was.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import shutil
@@ -18,7 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
+from app.errors import InputFileError, Refused
+from app.files import folder_lock, share
 from app.litert import TFLiteClassifier
+from app.provenance import versions
 
 # The bar every exported format must clear on the full test split, and the most the int8
 # model may lose against the float32 one (both as fractions).
@@ -27,10 +29,12 @@ MAX_INT8_DROP = 0.001
 # Calibration images for int8 quantization, taken from the train split, never from test.
 CALIBRATION_IMAGES = 500
 LABELS = [str(d) for d in range(10)]
-PACKAGES = ("tensorflow", "keras", "ai-edge-litert", "numpy")
+# The set is assembled in a hidden folder beside the destination (git ignores the pattern);
+# one left by a killed export is removed by the next.
+STAGING_PREFIX = ".staging-"
 
 
-class ExportRefused(RuntimeError):
+class ExportRefused(Refused):
     """An exported format failed the accuracy or parity bar; nothing was written."""
 
 
@@ -176,8 +180,8 @@ def export(
     """Exports, verifies and swaps in the full set of mobile artifacts.
 
     Args:
-        model_path: a `.keras` file from `python -m app train` (its run folder's
-            `metrics.json`, when present, is recorded as the model's provenance).
+        model_path: a `.keras` file from `python -m app train`; its run folder's
+            `provenance.json` and `metrics.json` are recorded as the model's origin.
         out: the destination folder, replaced whole on success and untouched on refusal.
         min_accuracy: the accuracy every format must reach on the full test split.
         command: the command line that produced this export, recorded in the metadata.
@@ -187,70 +191,108 @@ def export(
 
     Raises:
         ExportRefused: when a format misses the bar; `out` is left as it was.
+        InputFileError: when the model file is missing or damaged.
+        BusyError: when another export writes to `out`.
     """
-    import keras
-
     from app.model import parameter_counts
 
     model_path, out = Path(model_path), Path(out)
-    if not model_path.is_file():
-        raise FileNotFoundError(f"no such model file: {model_path}")
-    model = keras.models.load_model(model_path)
-    run_metrics_path = model_path.parent / "metrics.json"
-    run_metrics = json.loads(run_metrics_path.read_text()) if run_metrics_path.exists() else None
-
+    model = load_keras_model(model_path)
+    made_by = run_record(model_path.parent)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    with folder_lock(out.parent, command or "python -m app export", name=f".{out.name}.lock"):
+        for stale in out.parent.glob(f"{STAGING_PREFIX}{out.name}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out.name}-", dir=out.parent))
+        try:
+            scores, floats = write_formats(model, staging)
+            problems = check_bar(scores, min_accuracy)
+            if floats:
+                problems.append(f"int8 model still has float tensors: {', '.join(floats[:3])}")
+            if problems:
+                raise ExportRefused(f"export refused, {out} left as it was: " + "; ".join(problems))
+
+            files = sorted(p for p in staging.rglob("*") if p.is_file())
+            metadata = {
+                "files": {
+                    str(p.relative_to(staging)): {"bytes": p.stat().st_size, "sha256": sha256(p)} for p in files
+                },
+                "test_images": scores["test_images"],
+                "accuracy": scores["accuracy"],
+                "parity": scores["parity"],
+                "runtimes": {
+                    "keras": "keras.Model.predict_on_batch",
+                    "saved_model": "tf.saved_model.load(...).signatures['serving_default']",
+                    "tflite_float32": "ai_edge_litert.interpreter.Interpreter, one image per invoke",
+                    "tflite_int8": "ai_edge_litert.interpreter.Interpreter, one image per invoke",
+                },
+                "tflite_int8_io": tensor_io(staging / "model_int8.tflite"),
+                "tflite_float32_io": tensor_io(staging / "model_float32.tflite"),
+                "calibration": f"the first {CALIBRATION_IMAGES} images of the MNIST train split",
+                "parameters": parameter_counts(model),
+                "source_run": str(model_path.parent),
+                "provenance": made_by["provenance"],
+                "run_metrics": made_by["metrics"],
+                "versions": versions(),
+                "commands": [c for c in (made_by["command"], command
+                                         or f"python -m app export --model {model_path} --out {out}") if c],
+            }
+            (staging / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+            share(staging)
+            swap_in(staging, out)
+            return metadata
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def load_keras_model(path: Path):
+    """Loads a `.keras` file, or says in one line why it cannot be used.
+
+    Raises:
+        InputFileError: when the file is missing, damaged or not a Keras model.
+    """
+    import keras
+
+    if not path.is_file():
+        raise InputFileError(f"no such model file: {path}; give the model.keras of a finished run")
     try:
-        save_saved_model(model, staging / "saved_model")
-        (staging / "model_float32.tflite").write_bytes(convert_tflite(staging / "saved_model"))
-        int8 = convert_tflite(staging / "saved_model", calibration=representative_images())
-        (staging / "model_int8.tflite").write_bytes(int8)
-        (staging / "labels.txt").write_text("\n".join(LABELS) + "\n")
+        return keras.models.load_model(path)
+    except Exception as error:  # zipfile, h5py and Keras each raise their own kinds
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:120]
+        raise InputFileError(
+            f"cannot load {path} as a Keras model ({type(error).__name__}: {reason}); "
+            "give the model.keras of a finished run") from None
 
-        images, labels = test_set()
-        scores = evaluate_formats(model, staging, images, labels)
-        floats = float_ops(staging / "model_int8.tflite")
-        problems = check_bar(scores, min_accuracy)
-        if floats:
-            problems.append(f"int8 model still has float tensors: {', '.join(floats[:3])}")
-        if problems:
-            raise ExportRefused(f"export refused, {out} left as it was: " + "; ".join(problems))
 
-        files = sorted(p for p in staging.rglob("*") if p.is_file())
-        metadata = {
-            "files": {
-                str(p.relative_to(staging)): {"bytes": p.stat().st_size, "sha256": sha256(p)} for p in files
-            },
-            "test_images": int(len(labels)),
-            "accuracy": scores["accuracy"],
-            "parity": scores["parity"],
-            "runtimes": {
-                "keras": "keras.Model.predict_on_batch",
-                "saved_model": "tf.saved_model.load(...).signatures['serving_default']",
-                "tflite_float32": "ai_edge_litert.interpreter.Interpreter, one image per invoke",
-                "tflite_int8": "ai_edge_litert.interpreter.Interpreter, one image per invoke",
-            },
-            "tflite_int8_io": tensor_io(staging / "model_int8.tflite"),
-            "tflite_float32_io": tensor_io(staging / "model_float32.tflite"),
-            "calibration": f"the first {CALIBRATION_IMAGES} images of the MNIST train split",
-            "parameters": parameter_counts(model),
-            "config": run_metrics and run_metrics.get("config"),
-            "recipe": run_metrics and run_metrics.get("recipe"),
-            "source_run": run_metrics,
-            "packages": {name: importlib.metadata.version(name) for name in PACKAGES},
-            "commands": [
-                c for c in (
-                    run_metrics and f"python -m app train --seed {run_metrics['seed']} --out {model_path.parent}",
-                    command or f"python -m app export --model {model_path} --out {out}",
-                ) if c
-            ],
-        }
-        (staging / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-        swap_in(staging, out)
-        return metadata
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+def run_record(run: Path) -> dict:
+    """What the run folder says made the model: provenance, metrics and the command."""
+    found = {}
+    for name in ("provenance", "metrics"):
+        path = run / f"{name}.json"
+        try:
+            found[name] = json.loads(path.read_text()) if path.exists() else None
+        except ValueError:
+            raise InputFileError(f"{path} is damaged; train the model again to export it with its record") from None
+    found["command"] = found["provenance"] and found["provenance"].get("command")
+    return found
+
+
+def write_formats(model, staging: Path) -> tuple[dict, list[str]]:
+    """Writes every format into `staging` and scores them on all 10,000 test images.
+
+    Returns:
+        The scores (see `evaluate_formats`, plus `test_images`) and the int8 model's float
+        tensors (none when it is fully integer).
+    """
+    save_saved_model(model, staging / "saved_model")
+    (staging / "model_float32.tflite").write_bytes(convert_tflite(staging / "saved_model"))
+    int8 = convert_tflite(staging / "saved_model", calibration=representative_images())
+    (staging / "model_int8.tflite").write_bytes(int8)
+    (staging / "labels.txt").write_text("\n".join(LABELS) + "\n")
+    images, labels = test_set()
+    scores = evaluate_formats(model, staging, images, labels)
+    scores["test_images"] = int(len(labels))
+    return scores, float_ops(staging / "model_int8.tflite")
 
 
 def tensor_io(path: Path) -> dict:
@@ -278,7 +320,7 @@ def tensor_io(path: Path) -> dict:
 def swap_in(staging: Path, out: Path) -> None:
     """Replaces `out` with `staging` by renames, so readers see the old set or the new one."""
     if out.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f".{out.name}.old.", dir=out.parent))
+        retired = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out.name}-old-", dir=out.parent))
         os.replace(out, retired / out.name)
         os.replace(staging, out)
         shutil.rmtree(retired, ignore_errors=True)

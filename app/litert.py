@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
+
+from app.errors import InputFileError
+from app.tflog import quiet_native_stderr
 
 
 class TFLiteClassifier:
@@ -13,13 +17,24 @@ class TFLiteClassifier:
     Args:
         path: the `.tflite` file.
         threads: interpreter threads.
+
+    Raises:
+        InputFileError: when the file is missing or LiteRT cannot load it.
     """
 
     def __init__(self, path: str | os.PathLike, threads: int = 1):
         from ai_edge_litert.interpreter import Interpreter
 
-        self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
-        self.interpreter.allocate_tensors()
+        path = Path(path)
+        if not path.is_file():
+            raise InputFileError(f"no model at {path}; run `make export` or pass --model")
+        try:
+            with quiet_native_stderr():  # LiteRT announces its CPU delegate on stderr
+                self.interpreter = Interpreter(model_path=str(path), num_threads=threads)
+                self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as error:
+            reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise InputFileError(f"{path} is not a usable TFLite model ({reason}); export it again") from None
         self.input = self.interpreter.get_input_details()[0]
         self.output = self.interpreter.get_output_details()[0]
 

@@ -1,31 +1,43 @@
 """Trains the tinymnist CNN and writes a run folder.
 
-The run folder holds `model.keras`, `history.csv`, `metrics.json`, `summary.txt`,
-`accuracy.png`, `loss.png` and `parameters.png`. While training runs it also holds
-`backup/` (Keras `BackupAndRestore`), so a killed run resumes from its last finished epoch.
+The run folder holds `provenance.json` (what made it, written before the first epoch),
+`history.csv`, `model.keras`, `metrics.json`, `summary.txt`, `accuracy.png`, `loss.png`
+and `parameters.png`. While training runs it also holds `backup/`, the weights, optimizer
+state and epoch of the last finished epoch, so a killed run resumes where it stopped.
+
+A run is safe to kill at any moment and rerun with the same command:
+- every file is written whole or not at all (a temporary file, then a rename);
+- `backup/` names the weights file of its epoch, so a kill while it is written leaves the
+  previous epoch's backup intact, and `history.csv` is cut back to that epoch's row;
+- `backup/` is removed only after `model.keras` and `metrics.json` are written, so a kill
+  after the last epoch finishes the files on rerun instead of training again;
+- a lock on the folder refuses a second command while one runs;
+- damaged resume state is refused with the file it concerns, never silently replaced.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import importlib.metadata
-import platform
+import shutil
+import sys
 import time
 from pathlib import Path
 
 import keras
 import tensorflow as tf
 
-from app import data, plots
+from app import data, plots, provenance
 from app.config import ModelConfig, Recipe
-from app.files import atomic_path, write_json, write_text
+from app.errors import DamagedStateError, UsageError
+from app.files import atomic_path, folder_lock, make_folder, write_json, write_text
 from app.model import build_model, parameter_counts
 
-PACKAGES = ("tensorflow", "keras", "tensorflow-datasets", "numpy")
+BACKUP = "backup"
+BACKUP_STATE = "training_metadata.json"
 
 
-class RunFolderError(ValueError):
+class RunFolderError(UsageError):
     """The output folder cannot take this run."""
 
 
@@ -59,6 +71,34 @@ class HeldOutCurve(keras.callbacks.Callback):
             wall_seconds=time.perf_counter() - self.start,
             images_per_second=self.train_images / seconds,
         )
+
+
+class EpochBackup(keras.callbacks.Callback):
+    """Backs up the weights and optimizer state after each epoch, atomically.
+
+    Keras's `BackupAndRestore` overwrites its weights file in place (a kill during the
+    write leaves a truncated file) and deletes the backup when `fit` returns, before the
+    run's own files exist. Here each epoch's weights go to a new file, and
+    `training_metadata.json` is switched to it by a rename only once it is whole; the
+    caller removes the backup when the run's final files are written.
+
+    Args:
+        folder: the backup folder.
+    """
+
+    def __init__(self, folder: Path):
+        super().__init__()
+        self.folder = Path(folder)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = f"epoch-{epoch + 1:04d}.weights.h5"
+        with atomic_path(self.folder / name) as tmp:
+            self.model.save_weights(tmp)
+        write_json(self.folder / BACKUP_STATE, {"epoch": epoch + 1, "weights": name})
+        for old in self.folder.glob("*.weights.h5"):
+            if old.name != name:
+                old.unlink()
 
 
 def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> keras.Model:
@@ -108,19 +148,62 @@ def read_history(path: Path) -> list[dict]:
     return rows
 
 
-def finished_epochs(backup: Path) -> int:
-    """Returns how many epochs the `BackupAndRestore` folder holds (0 when there is none)."""
-    try:
-        return int(json.loads((backup / "training_metadata.json").read_text())["epoch"])
-    except (OSError, ValueError, KeyError):
+def history_rows(history_csv: Path) -> int:
+    """Counts the whole epoch rows of `history.csv` (a row cut short by a kill does not count)."""
+    if not history_csv.exists():
         return 0
+    lines = history_csv.read_text().splitlines(keepends=True)
+    if not lines:
+        return 0
+    columns = len(lines[0].split(","))
+    return sum(1 for line in lines[1:] if line.endswith("\n") and len(line.split(",")) == columns)
 
 
-def trim_history(history_csv: Path, epochs: int) -> None:
-    """Keeps the first `epochs` rows of `history.csv`, so a resumed run logs each epoch once.
+def backup_state(out: Path) -> tuple[int, Path | None]:
+    """Reads and checks the resume state of a run folder.
 
-    CSVLogger writes an epoch's row just before BackupAndRestore saves it; a kill between
-    the two leaves one row more than the backup has, and that epoch is trained again.
+    Returns:
+        `(finished epochs, weights file)`; `(0, None)` when there is nothing to resume.
+
+    Raises:
+        DamagedStateError: when the backup cannot be trusted, naming the file and the way to
+            start over.
+    """
+    backup, history_csv = out / BACKUP, out / "history.csv"
+    rows = history_rows(history_csv)
+    restart = "rerun with --restart to train from epoch 1, or choose another --out"
+    if not backup.exists():
+        # CSVLogger writes an epoch's row just before its backup: one row may lead the backup.
+        if rows > 1:
+            raise DamagedStateError(
+                f"cannot resume {out}, {history_csv} holds {rows} finished epochs but {backup}/ is missing; {restart}")
+        return 0, None
+    state_path = backup / BACKUP_STATE
+    try:
+        state = json.loads(state_path.read_text())
+        epoch, weights = int(state["epoch"]), backup / state["weights"]
+    except FileNotFoundError:
+        # A kill before the first backup finished: nothing to resume, nothing lost.
+        if rows > 1:
+            raise DamagedStateError(f"cannot resume {out}, {state_path} is missing; {restart}") from None
+        return 0, None
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise DamagedStateError(
+            f"cannot resume {out}, {state_path} is damaged ({type(error).__name__}); {restart}") from None
+    if not weights.is_file():
+        raise DamagedStateError(f"cannot resume {out}, {weights} is missing; {restart}")
+    if rows < epoch:
+        raise DamagedStateError(
+            f"cannot resume {out}, {history_csv} holds {rows} of the {epoch} finished epochs; {restart}")
+    return epoch, weights
+
+
+def keep_history(history_csv: Path, epochs: int) -> None:
+    """Keeps the header and the first `epochs` rows of `history.csv`, so each epoch is logged once.
+
+    CSVLogger writes an epoch's row just before the backup of that epoch; a kill between the
+    two leaves one row more than the backup has (or a row cut short), and that epoch is
+    trained again. Finished epochs' rows are never dropped.
 
     Args:
         history_csv: the CSVLogger file.
@@ -129,9 +212,41 @@ def trim_history(history_csv: Path, epochs: int) -> None:
     if not history_csv.exists():
         return
     lines = history_csv.read_text().splitlines(keepends=True)
-    keep = lines[: epochs + 1] if epochs else []
+    if len(lines) == epochs + 1:
+        return
+    if not epochs:
+        history_csv.unlink()
+        return
     with atomic_path(history_csv) as tmp:
-        tmp.write_text("".join(keep))
+        tmp.write_text("".join(lines[: epochs + 1]))
+
+
+def start_over(out: Path) -> None:
+    """Removes a run folder's resume state and history (`--restart`)."""
+    shutil.rmtree(out / BACKUP, ignore_errors=True)
+    for name in ("history.csv", "provenance.json"):
+        (out / name).unlink(missing_ok=True)
+
+
+def check_same_run(out: Path, record: dict) -> None:
+    """Refuses to resume a folder that another config, recipe or data split started."""
+    path = out / "provenance.json"
+    if not path.exists():
+        return
+    try:
+        started = json.loads(path.read_text())
+    except ValueError:
+        raise DamagedStateError(f"cannot resume {out}, {path} is damaged; rerun with --restart") from None
+    for key in ("config", "recipe", "splits"):
+        if started.get(key) != record[key]:
+            raise RunFolderError(
+                f"{out} was started with another {key} ({started.get('command')}); "
+                "rerun that command to resume, or choose another --out")
+
+
+def progress_verbosity() -> int:
+    """Keras `fit` verbosity: progress bars on a terminal, one line per epoch in a log."""
+    return 1 if sys.stdout.isatty() else 2
 
 
 def train(
@@ -142,8 +257,11 @@ def train(
     validation: bool = False,
     verbose: int | str = "auto",
     callbacks: list | None = None,
+    command: str | None = None,
+    origin: dict | None = None,
+    restart: bool = False,
 ) -> dict:
-    """Trains one model and writes the run folder; resumes when `out/backup/` exists.
+    """Trains one model and writes the run folder; resumes from `out/backup/` when there is one.
 
     Args:
         config: the model configuration.
@@ -152,49 +270,84 @@ def train(
         quick: train and evaluate on small slices of the splits (a smoke test, not a result).
         validation: fit on the train split less its last 10,000 images and evaluate on those
             (`val_*` metrics) instead of on the test split; for recipe decisions.
-        verbose: Keras `fit` verbosity (progress bars by default).
+        verbose: Keras `fit` verbosity; "auto" is bars on a terminal, one line per epoch
+            otherwise.
         callbacks: extra Keras callbacks, run after the run folder's own.
+        command: the command line, recorded in `provenance.json`.
+        origin: where the config came from (e.g. a search's trial), for `provenance.json`.
+        restart: discard the folder's resume state and history and train from epoch 1.
 
     Returns:
         The metrics written to `out/metrics.json`.
 
     Raises:
-        RunFolderError: when `out` already holds a finished run.
+        RunFolderError: when `out` already holds a finished run or another run's state.
+        DamagedStateError: when the resume state cannot be trusted.
+        BusyError: when another command is training into `out`.
         ValueError: when the config is over its budget.
-        data.DataUnavailableError: when MNIST cannot be loaded.
+        MissingDataError: when MNIST cannot be loaded.
     """
     out = Path(out)
-    backup = out / "backup"
-    if (out / "metrics.json").exists() and not backup.exists():
-        raise RunFolderError(f"{out} already holds a finished run; choose another --out")
+    build_model(config)  # raises on an over-budget config before anything is written
+    command = command or f"python -m app train --seed {recipe.seed} --out {out}"
+    make_folder(out)
+    with folder_lock(out, command):
+        if (out / "metrics.json").exists():
+            shutil.rmtree(out / BACKUP, ignore_errors=True)  # left by a kill after the final files
+            raise RunFolderError(f"{out} already holds a finished run; choose another --out")
+        if restart:
+            start_over(out)
+        prefix = "val" if validation else "test"
+        fit_split, held_out_split = data.split_names(quick=quick, validation=validation)
+        record = provenance.record(command, config.to_dict(), recipe.to_dict(), origin)
+        record.update(splits={"fit": fit_split, "evaluate": held_out_split}, quick=quick)
+        check_same_run(out, record)
+        first_epoch, weights = backup_state(out)
+        keep_history(out / "history.csv", first_epoch)
+        if not (out / "provenance.json").exists():
+            write_json(out / "provenance.json", record)
+        return _fit_and_write(config, recipe, out, prefix, fit_split, held_out_split, first_epoch, weights,
+                              verbose, callbacks, quick)
+
+
+def _fit_and_write(config, recipe, out, prefix, fit_split, held_out_split, first_epoch, weights, verbose,
+                   callbacks, quick) -> dict:
     keras.utils.set_random_seed(recipe.seed)
-    model = build_model(config)  # raises on an over-budget config before any data is read
+    model = build_model(config)
     # Summarise before compiling: afterwards Keras adds the optimizer's slots to the total.
     lines = []
     model.summary(print_fn=lambda line, **_: lines.append(line))
     summary = "\n".join(lines) + "\n"
 
-    prefix = "val" if validation else "test"
-    fit_split, held_out_split = data.split_names(quick=quick, validation=validation)
     train_raw, held_out_raw = data.load_split(fit_split), data.load_split(held_out_split)
     train_images = int(train_raw.cardinality())
     train_ds = data.train_pipeline(
-        train_raw, recipe.batch_size, recipe.seed, shift=recipe.shift, rotation=recipe.rotation
+        train_raw, recipe.batch_size, recipe.seed, shift=recipe.shift, rotation=recipe.rotation,
+        first_epoch=first_epoch,
     ).map(one_hot)
     held_out_ds = data.eval_pipeline(held_out_raw).map(one_hot)
     steps = -(-train_images // recipe.batch_size)
     compile_model(model, recipe, steps)
+    if weights is not None:
+        model.optimizer.build(model.trainable_variables)
+        try:
+            model.load_weights(weights)
+        except Exception as error:  # h5py and Keras raise many kinds for a damaged file
+            raise DamagedStateError(
+                f"cannot resume {out}, {weights} is damaged ({type(error).__name__}); "
+                "rerun with --restart to train from epoch 1, or choose another --out") from None
 
-    out.mkdir(parents=True, exist_ok=True)
     history_csv = out / "history.csv"
-    trim_history(history_csv, finished_epochs(backup))
-    callbacks = [
+    own = [
         HeldOutCurve(held_out_ds, train_images, prefix),
         keras.callbacks.CSVLogger(str(history_csv), append=True),
-        keras.callbacks.BackupAndRestore(str(backup)),
-        *(callbacks or []),
+        EpochBackup(out / BACKUP),
     ]
-    model.fit(train_ds, epochs=recipe.epochs, callbacks=callbacks, verbose=verbose)
+    if verbose == "auto":
+        verbose = progress_verbosity()
+    # shuffle=False: the pipeline already orders each epoch (see `data.train_pipeline`).
+    model.fit(train_ds, epochs=recipe.epochs, initial_epoch=first_epoch, callbacks=[*own, *(callbacks or [])],
+              verbose=verbose, shuffle=False)
 
     history = read_history(history_csv)
     params = parameter_counts(model)
@@ -224,8 +377,8 @@ def train(
         "train_images_per_second": train_images * len(history) / train_seconds,
         "config": config.to_dict(),
         "recipe": recipe.to_dict(),
-        "packages": {name: importlib.metadata.version(name) for name in PACKAGES},
-        "python": platform.python_version(),
+        "versions": provenance.versions(),
     }
     write_json(out / "metrics.json", metrics)
+    shutil.rmtree(out / BACKUP, ignore_errors=True)  # only now: the run's own files are whole
     return metrics

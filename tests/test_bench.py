@@ -5,9 +5,10 @@ import json
 
 import pytest
 
-from app.bench import FIRST_LANDED_CONFIG, forward_macs, time_to_accuracy, training_flops
+from app.bench import V1_CONFIG, forward_macs, time_to_accuracy, training_flops
 from app.config import ModelConfig
 from app.model import build_model
+
 from conftest import last_line
 
 
@@ -31,9 +32,9 @@ def test_default_model_flops_match_the_hand_count():
     assert training_flops(model) == 5_434_080
 
 
-def test_first_landed_model_costs_more_at_full_resolution():
-    # edges_conv2 of the first model: 28*28*9*8*12 = 677,376 multiply-adds.
-    assert forward_macs(build_model(FIRST_LANDED_CONFIG))["edges_conv2"] == 677_376
+def test_v1_model_costs_more_at_full_resolution():
+    # edges_conv2 of the v1 model: 28*28*9*8*12 = 677,376 multiply-adds.
+    assert forward_macs(build_model(V1_CONFIG))["edges_conv2"] == 677_376
 
 
 def fake_run(folder, accuracies, seconds):
@@ -44,7 +45,10 @@ def fake_run(folder, accuracies, seconds):
         writer.writerow(["epoch", "test_accuracy", "wall_seconds"])
         for epoch, (accuracy, wall) in enumerate(zip(accuracies, seconds)):
             writer.writerow([epoch, accuracy, wall])
-    metrics = {"final_test_accuracy": accuracies[-1], "wall_seconds": sum(seconds), "epochs": len(seconds)}
+    from app.config import ModelConfig, Recipe
+
+    metrics = {"final_test_accuracy": accuracies[-1], "wall_seconds": sum(seconds), "epochs": len(seconds),
+               "config": ModelConfig().to_dict(), "recipe": Recipe().to_dict()}
     (folder / "metrics.json").write_text(json.dumps(metrics))
     return folder
 
@@ -76,14 +80,14 @@ def test_quick_bench_writes_every_field(formats, tmp_path):
     written = json.loads((run / "bench.json").read_text())
     assert written == json.loads(json.dumps(result))
     assert [(r["pipeline"], r["batch_size"], r["steps_per_execution"]) for r in written["training"]] == [
-        ("current", 256, 8), ("first-landed", 128, 1), ("first-landed", 128, 1)
+        ("current", 256, 8), ("plain", 128, 1), ("plain", 128, 1)
     ]
     assert written["training"][0]["train_step_flops_per_image"] == 5_434_080
     for row in written["training"]:
         assert row["images_per_second"] > 0 and len(row["window_images_per_second"]) == 3
         assert row["gflops_per_second"] == pytest.approx(
             row["images_per_second"] * row["train_step_flops_per_image"] / 1e9)
-    assert written["speedup_vs_first_landed"] > 0
+    assert written["speedup_vs_plain_v1"] > 0
     assert written["matmul_reference_gflops_per_second"] > 1
     assert written["time_to_accuracy"]["first_epoch_at_target"] == 2
     for name in ("tflite_int8", "tflite_float32", "keras"):
@@ -98,7 +102,7 @@ def test_quick_bench_writes_every_field(formats, tmp_path):
 
 def test_bench_without_a_run_says_what_to_do(cli, tmp_path):
     result = cli("bench", "--run", tmp_path / "missing", "--quick")
-    assert result.returncode == 1
+    assert result.returncode == 3
     assert last_line(result.stderr) == (
         f"error: {tmp_path / 'missing' / 'metrics.json'} not found; run `make train` and `make export` first"
     )

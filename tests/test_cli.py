@@ -35,7 +35,7 @@ def test_over_budget_config_is_one_line_with_exit_code_2(cli, tmp_path):
 def test_bad_config_file_is_one_line(cli, tmp_path):
     config = tmp_path / "config.json"
     config.write_text('{"stem": 8, "wings": 2}')
-    result = cli("train", "--config", config)
+    result = cli("train", "--config", config, "--out", tmp_path / "run")
     assert result.returncode == 2
     assert last_line(result.stderr).startswith(f"error: bad config {config}:")
     assert "wings" in last_line(result.stderr)
@@ -47,7 +47,7 @@ def test_missing_mnist_names_where_tfds_looked(cli, tmp_path):
     if _download_host_reachable(timeout=2):
         pytest.skip("online: TFDS would download MNIST instead of failing")
     result = cli("train", "--quick", "--out", tmp_path / "run", env={"TFDS_DATA_DIR": str(tmp_path / "tfds")})
-    assert result.returncode == 1
+    assert result.returncode == 6
     line = last_line(result.stderr)
     assert line.startswith(f"error: MNIST is not in {tmp_path / 'tfds'} and cannot be downloaded")
     assert "TFDS_DATA_DIR" in line and "Traceback" not in result.stderr

@@ -110,3 +110,17 @@ def test_train_pipeline_is_reproducible_and_new_each_epoch(test_slice):
     again = next(iter(data.train_pipeline(test_slice, 256, seed=3, shift=0.08, rotation=0.02)))[0].numpy()
     np.testing.assert_array_equal(first, again)
     assert not np.array_equal(first, second)
+
+
+def test_a_resumed_run_sees_its_own_epoch_not_epoch_0_again(test_slice):
+    # Pass k of a pipeline started at epoch 0 equals pass 0 of one started at epoch k.
+    fresh = data.train_pipeline(test_slice, 64, seed=5, shift=0.08, rotation=0.02)
+    passes = [[b for b in fresh] for _ in range(3)]
+    resumed = [b for b in data.train_pipeline(test_slice, 64, seed=5, shift=0.08, rotation=0.02, first_epoch=2)]
+    for (x, y), (rx, ry) in zip(passes[2], resumed):
+        np.testing.assert_array_equal(x.numpy(), rx.numpy())
+        np.testing.assert_array_equal(y.numpy(), ry.numpy())
+    assert not np.array_equal(passes[0][0][1].numpy(), resumed[0][1].numpy())
+    assert sum(int(b[1].shape[0]) for b in resumed) == 256  # every image once per epoch
+    labels = np.concatenate([b[1].numpy() for b in resumed])
+    np.testing.assert_array_equal(np.sort(labels), np.sort(np.concatenate([b[1].numpy() for b in passes[0]])))

@@ -9,6 +9,7 @@ import pytest
 
 from app import export as ex
 from app.litert import TFLiteClassifier, dequantize, quantize
+
 from conftest import ROOT, last_line
 
 EXPORTED = ROOT / "exported"
@@ -94,13 +95,15 @@ def test_untrained_model_is_refused_and_destination_untouched(tmp_path, cli):
     assert line.startswith(f"error: export refused, {dest} left as it was: saved_model scores ")
     assert "< 99.40%" in line
     assert tree_digest(dest) == before
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["exported", "untrained.keras"]  # no leftovers
+    # No leftovers: only the (git-ignored) lock file beside the destination.
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".exported.lock", "exported", "untrained.keras"]
 
 
 def test_missing_model_file_is_one_line(cli, tmp_path):
     result = cli("export", "--model", tmp_path / "nope.keras", "--out", tmp_path / "out")
-    assert result.returncode == 1
-    assert last_line(result.stderr) == f"error: no such model file: {tmp_path / 'nope.keras'}"
+    assert result.returncode == 3
+    assert result.stderr == (f"error: no such model file: {tmp_path / 'nope.keras'}; "
+                             "give the model.keras of a finished run\n")
 
 
 # The committed artifacts: what a mobile developer takes without training anything. They
@@ -150,6 +153,10 @@ def test_committed_formats_score_exactly_what_metadata_records(metadata):
 @committed
 def test_committed_metadata_names_the_commands_and_provenance(metadata):
     assert metadata["parameters"]["total"] <= 8000
-    assert metadata["source_run"]["seed"] == 0 and metadata["source_run"]["quick"] is False
+    made = metadata["provenance"]
+    assert made["recipe"]["seed"] == 0 and made["quick"] is False and made["splits"]["evaluate"] == "test"
+    assert made["command"].startswith("python -m app train") and made["git_commit"]
+    assert metadata["commands"] == [made["command"], metadata["commands"][-1]]
     assert metadata["commands"][-1].startswith("python -m app export")
+    assert metadata["run_metrics"]["final_test_accuracy"] == metadata["accuracy"]["keras"]
     assert metadata["tflite_int8_io"]["input"]["dtype"] == "uint8"

@@ -11,11 +11,13 @@ import keras
 import pytest
 
 from app.config import ModelConfig, Recipe
+from app.errors import UsageError
 from app.train import train
+
 from conftest import ROOT
 
-RUN_FILES = {"model.keras", "history.csv", "metrics.json", "summary.txt",
-             "accuracy.png", "loss.png", "parameters.png"}
+RUN_FILES = {"model.keras", "history.csv", "metrics.json", "summary.txt", "provenance.json",
+             "accuracy.png", "loss.png", "parameters.png", ".lock"}
 
 
 def rows(path):
@@ -52,7 +54,7 @@ def test_quick_run_lowers_the_loss_and_records_metrics(quick_run):
     assert on_disk["test_accuracy_per_epoch"] == [float(r["test_accuracy"]) for r in history]
     assert on_disk["final_test_accuracy"] == on_disk["test_accuracy_per_epoch"][-1]
     assert on_disk["wall_seconds"] > 0 and on_disk["train_images_per_second"] > 0
-    assert set(on_disk["packages"]) == {"tensorflow", "keras", "tensorflow-datasets", "numpy"}
+    assert {"python", "tensorflow", "keras", "keras-tuner"} <= set(on_disk["versions"])
 
 
 def test_saved_model_reloads_with_identical_predictions(quick_run):
@@ -68,7 +70,7 @@ def test_saved_model_reloads_with_identical_predictions(quick_run):
 
 def test_finished_run_folder_is_not_overwritten(quick_run):
     out, _ = quick_run
-    with pytest.raises(ValueError, match=f"{out} already holds a finished run; choose another --out"):
+    with pytest.raises(UsageError, match=f"{out} already holds a finished run; choose another --out"):
         train(out=out, quick=True, recipe=Recipe(epochs=1), verbose=0)
 
 
@@ -144,5 +146,5 @@ def test_results_table_comes_from_metrics(quick_run, capsys):
     row = capsys.readouterr().out.strip().splitlines()[-1]
     accuracy = f"{100 * metrics['final_test_accuracy']:.2f}%"
     assert row.startswith(f"| 0 | 7,862 | 3 | {accuracy} | ")
-    assert row.endswith("| `make train SEED=0` |")
-    assert main(["results", str(out / "nothing")]) == 2
+    assert row.endswith(f"| `python -m app train --seed 0 --out {out}` |")
+    assert main(["results", str(out / "nothing")]) == 3

@@ -15,9 +15,10 @@ import tensorflow as tf
 
 from app.config import ModelConfig, Recipe
 from app.model import build_model
-from conftest import ROOT, last_line
 from tuner import hypermodel as hm
 from tuner.search import BudgetRandomSearchOracle, make_tuner
+
+from conftest import ROOT, last_line
 
 
 def test_empty_hyperparameters_resolve_to_the_default_config():
@@ -36,12 +37,17 @@ def test_smallest_model_of_the_space():
 
 
 def declared_oracle(budget, seed=0, floor=0.0):
-    oracle = BudgetRandomSearchOracle(budget=budget, floor=floor, objective="val_accuracy", max_trials=1000,
-                                      seed=seed)
-    hp = oracle.get_space()
-    hm.declare(hp)
-    oracle.update_space(hp)
-    return oracle
+    space = kt.HyperParameters()
+    hm.declare(space)
+    return BudgetRandomSearchOracle(budget=budget, floor=floor, objective="val_accuracy", max_trials=1000,
+                                    seed=seed, hyperparameters=space)
+
+
+def draw(oracle, i=0):
+    """One candidate through the oracle's public `populate_space`."""
+    response = oracle.populate_space(str(i))
+    assert response["status"] == "RUNNING"
+    return response["values"]
 
 
 def test_property_proposed_candidates_fit_and_rejected_ones_do_not(monkeypatch):
@@ -50,7 +56,7 @@ def test_property_proposed_candidates_fit_and_rejected_ones_do_not(monkeypatch):
     seen = []
     real_count = hm.parameter_count
     monkeypatch.setattr("tuner.search.parameter_count", lambda v: seen.append(dict(v)) or real_count(v))
-    proposed = [oracle._random_values() for _ in range(200)]
+    proposed = [draw(oracle, i) for i in range(200)]
     rejected = [v for v in seen if v not in proposed]
     assert oracle.rejected == len(seen) - len(proposed) == len(rejected) > 50
     for values in proposed:  # the builder itself agrees: each one builds within the budget
@@ -64,7 +70,7 @@ def test_property_proposed_candidates_fit_and_rejected_ones_do_not(monkeypatch):
 
 def test_property_a_floor_keeps_candidates_between_it_and_the_budget():
     oracle = declared_oracle(6000, floor=0.9)
-    counts = [hm.parameter_count(oracle._random_values()) for _ in range(100)]
+    counts = [hm.parameter_count(draw(oracle, i)) for i in range(100)]
     assert 5400 <= min(counts) and max(counts) <= 6000
     # About 15% of the space lies in [5,400, 6,000] and about half under 5,400.
     assert oracle.under_floor > 100 and oracle.rejected > 100
@@ -106,6 +112,7 @@ def test_search_stopped_after_first_trial_resumes_without_rerunning_it(tmp_path,
 
     monkeypatch.setattr(hm.TinyHyperModel, "fit", counting_fit)
     first = make_tuner(6000, trials=3, recipe=Recipe(epochs=1), directory=tmp_path)
+    assert first.hypermodel is None  # the space is declared on the oracle; no default model is built
     original_end = type(first).on_trial_end
 
     def end_then_stop(self, trial):
@@ -127,7 +134,8 @@ def test_search_stopped_after_first_trial_resumes_without_rerunning_it(tmp_path,
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--budget", "1900"], "error: budget 1,900 is below the smallest model of the search space (1,922 parameters)"),
+        (["--budget", "1900"],
+         "error: budget 1,900 is below the smallest model of the search space (1,922 parameters)"),
         (["--trials", "0"], "error: argument --trials: must be a positive whole number, got 0"),
         (["--epochs", "-1"], "error: argument --epochs: must be a positive whole number, got -1"),
         (["--floor", "1"], "error: argument --floor: must be at least 0 and below 1, got 1.0"),

@@ -3,16 +3,26 @@
 Runs alone, or as KerasTuner's chief or worker when KERASTUNER_TUNER_ID,
 KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT are set (the chief serves the oracle and
 writes the report; workers run trials).
+
+A search folder remembers what it searches (`search_config.json`: budget, floor, epochs,
+seed, data slices and the search space) and refuses a command that asks for another; each
+role holds a lock in it, so the same role cannot run twice on one folder. Rerunning a
+finished search reprints its report and changes no file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import sys
 from pathlib import Path
 
-from app.cli import Parser, UsageError, fraction, positive_int, run
+from app.cli import Parser, fraction, positive_int
+from app.errors import DamagedStateError, Refused, UsageError, command_line, handle
+
+# The settings a search folder is tied to; --trials may grow between runs.
+TIED = ("budget", "floor", "epochs", "seed", "quick", "space")
 
 
 def build_parser() -> Parser:
@@ -31,18 +41,57 @@ def build_parser() -> Parser:
     search.add_argument("--dir", default="tuning", help="search state and report folder (default tuning/)")
     search.add_argument("--seed", type=int, default=0, help="seeds sampling and training (default 0)")
     search.add_argument("--quick", action="store_true", help="small slices of the train split: a smoke test")
+    search.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
     return parser
 
 
-def search(args) -> int:
-    import keras_tuner as kt  # noqa: F401  (fail early if missing)
+def search_settings(args) -> dict:
+    """What the search folder is tied to, as JSON-ready values."""
+    import keras_tuner as kt
 
-    from app import data
-    from app.config import Recipe
-    from app.train import one_hot
+    from tuner.hypermodel import declare
+
+    space = kt.HyperParameters()
+    declare(space)
+    return {
+        "budget": args.budget, "floor": args.floor, "epochs": args.epochs, "seed": args.seed,
+        "quick": args.quick, "space": [hp.get_config() for hp in space.space],
+    }
+
+
+def claim_folder(out: Path, settings: dict, command: str) -> None:
+    """Writes `search_config.json` on the first run; later runs must ask for the same search.
+
+    Raises:
+        UsageError: when the folder holds a search with other settings.
+        DamagedStateError: when its `search_config.json` cannot be read.
+    """
+    from app.files import write_json
+
+    path = out / "search_config.json"
+    if not path.exists():
+        write_json(path, {**settings, "command": command})
+        return
+    try:
+        before = json.loads(path.read_text())
+    except ValueError:
+        raise DamagedStateError(f"{path} is damaged; remove {out} to search again from the start") from None
+    for key in TIED:
+        if before.get(key) != settings[key]:
+            shown = "the search space" if key == "space" else f"--{key} {before.get(key)}"
+            raise UsageError(
+                f"{out} holds a search with {shown} ({before.get('command')}); "
+                "rerun that command to resume it, or choose another --dir")
+
+
+def search(args) -> int:
+    from app.tflog import import_tensorflow
+
+    if args.verbose:
+        os.environ["TINYMNIST_VERBOSE"] = "1"
+    import_tensorflow()
+    from app.files import folder_lock, make_folder
     from tuner.hypermodel import parameter_count, smallest_values
-    from tuner.report import plot_trials, write_tables
-    from tuner.search import make_tuner, trial_row
 
     smallest = parameter_count(smallest_values())
     if args.budget < smallest:
@@ -51,6 +100,22 @@ def search(args) -> int:
         )
     out = Path(args.dir)
     role = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
+    command = command_line(args.argv, "python -m tuner")
+    make_folder(out, "--dir")
+    with folder_lock(out, f"{role}: {command}", name=f".{role}.lock"):
+        claim_folder(out, search_settings(args), command)
+        return run_search(args, out, role, command)
+
+
+def run_search(args, out: Path, role: str, command: str) -> int:
+    """Runs (or resumes) the search, then reports and retrains the best configuration."""
+    from app import data
+    from app.config import Recipe
+    from app.files import write_json
+    from app.train import one_hot
+    from tuner.report import plot_trials, write_tables
+    from tuner.search import make_tuner, trial_row
+
     recipe = Recipe(epochs=args.epochs, seed=args.seed)
     # The objective's validation images are carved from the train split; test is never read.
     fit_split, val_split = data.split_names(quick=args.quick, validation=True)
@@ -75,12 +140,11 @@ def search(args) -> int:
     plot_trials(rows, args.budget, out / "val_accuracy_vs_parameters.png")
     done = [r for r in rows if r["val_accuracy"] is not None]
     if not done:
-        print("error: no trial finished", file=sys.stderr)
-        return 1
+        raise Refused(f"no trial of the search in {out} finished; see the trial lines above")
     best = max(done, key=lambda r: r["val_accuracy"])
     best_trial = oracle.trials[best["trial"]]
-    config = tuner.hypermodel.config(best_trial.hyperparameters)
-    best_recipe = tuner.hypermodel.trial_recipe(best_trial.hyperparameters)
+    config = tuner.model_maker.config(best_trial.hyperparameters)
+    best_recipe = tuner.model_maker.trial_recipe(best_trial.hyperparameters)
     summary = {
         "budget": args.budget,
         "trials": len(rows),
@@ -92,24 +156,21 @@ def search(args) -> int:
         "best_trial": best,
         "best_config": config.to_dict(),
         "best_max_lr": best_recipe.max_lr,
+        "command": command,
     }
     print(f"search done: {len(done)} trials trained, {oracle.rejected} candidates rejected for the "
           f"budget, {oracle.under_floor} under the floor, largest trained model "
           f"{summary['largest_trained_parameters']:,} parameters; best trial {best['trial']}: "
           f"{best['parameters']:,} params, val_accuracy {100 * best['val_accuracy']:.2f}%")
-    from app.files import write_json
-
     write_json(out / "best_config.json", config.to_dict())
-    write_json(out / "search.json", summary)
     if args.no_retrain:
+        write_json(out / "search.json", summary)
         return 0
-
-    from app.train import train
 
     final_recipe = dataclasses.replace(Recipe(seed=args.seed), max_lr=best_recipe.max_lr)
     if args.retrain_epochs:
         final_recipe = dataclasses.replace(final_recipe, epochs=args.retrain_epochs)
-    metrics = train(config, final_recipe, out=out / "best", quick=args.quick)
+    metrics = retrain(config, final_recipe, out, args.quick, command, best["trial"])
     summary["retrained"] = {
         "run": str(out / "best"),
         "parameters": metrics["parameters"]["total"],
@@ -123,6 +184,25 @@ def search(args) -> int:
     return 0
 
 
+def retrain(config, recipe, out: Path, quick: bool, command: str, trial: str) -> dict:
+    """Retrains the best configuration into `out/best`, or reads it when already finished."""
+    from app.train import train
+
+    best = out / "best"
+    if (best / "metrics.json").exists():
+        return json.loads((best / "metrics.json").read_text())
+    origin = {"kind": "search", "search_command": command, "search_dir": str(out), "trial": trial}
+    retrain_command = f"{command}  # retraining trial {trial} into {best}"
+    return train(config, recipe, out=best, quick=quick, command=retrain_command, origin=origin)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs one command; returns the exit code."""
-    return run(search, build_parser(), argv, interrupted="interrupted (run the same command again to resume)")
+    argv = sys.argv[1:] if argv is None else list(argv)
+
+    def command(argv):
+        args = build_parser().parse_args(argv)
+        args.argv = argv
+        return search(args)
+
+    return handle(command, argv, resume_hint=command_line(argv, "python -m tuner"))

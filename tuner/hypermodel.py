@@ -69,7 +69,7 @@ def parameter_count(values: dict) -> int:
     return _count(dataclasses.replace(config, dropout=0.0))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _count(config: ModelConfig) -> int:
     return build_model(config).count_params()
 

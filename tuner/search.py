@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import keras_tuner as kt
 
-from tuner.hypermodel import TinyHyperModel, parameter_count
+from tuner.hypermodel import TinyHyperModel, declare, parameter_count
 
 # Redraws allowed in a row before the oracle decides no unseen candidate fits the budget.
 MAX_REDRAWS = 2000
@@ -20,6 +20,9 @@ MAX_REDRAWS = 2000
 
 class BudgetRandomSearchOracle(kt.oracles.RandomSearchOracle):
     """Random search that only ever proposes candidates within a parameter budget.
+
+    Built on KerasTuner's public extension point: `populate_space(trial_id)` draws from the
+    stock random search until a candidate fits, and returns it as the trial's values.
 
     Args:
         budget: the most total parameters (`model.count_params()`) a candidate may have.
@@ -37,19 +40,19 @@ class BudgetRandomSearchOracle(kt.oracles.RandomSearchOracle):
         self.rejected = 0
         self.under_floor = 0
 
-    def _random_values(self):
+    def populate_space(self, trial_id):
         for _ in range(MAX_REDRAWS):
-            values = super()._random_values()
-            if values is None:  # the space is exhausted
-                return None
-            params = parameter_count(values)
+            response = super().populate_space(trial_id)
+            if response["status"] != kt.engine.trial.TrialStatus.RUNNING:  # the space is exhausted
+                return response
+            params = parameter_count(response["values"])
             if params > self.budget:
                 self.rejected += 1
             elif params < self.floor * self.budget:
                 self.under_floor += 1
             else:
-                return values
-        return None
+                return response
+        return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
 
     def get_state(self):
         state = super().get_state()
@@ -63,22 +66,27 @@ class BudgetRandomSearchOracle(kt.oracles.RandomSearchOracle):
 
 
 class BudgetTuner(kt.Tuner):
-    """A KerasTuner `Tuner` that prints one line per finished trial.
+    """A KerasTuner `Tuner` that trains each trial through the thin HyperModel.
 
-    The initial search space is declared without building a model, because the default
-    model may itself be over a small budget.
+    KerasTuner's own hypermodel hook would build the default model to discover the search
+    space, and the default model may be over a small budget; so the space is declared up
+    front on the oracle (its public `hyperparameters` argument), the tuner gets no
+    hypermodel, and `run_trial` (the documented override) builds and fits each candidate.
+
+    Args:
+        model_maker: the `TinyHyperModel` that builds and fits candidates.
+        **kwargs: passed to `keras_tuner.Tuner`.
     """
 
-    def _populate_initial_space(self):
-        hp = self.oracle.get_space()
-        self.hypermodel.declare_hyperparameters(hp)
-        self.oracle.update_space(hp)
+    def __init__(self, model_maker: TinyHyperModel, **kwargs):
+        super().__init__(hypermodel=None, **kwargs)
+        self.model_maker = model_maker
 
     def run_trial(self, trial, train, validation, steps_per_epoch, **kwargs):
         # No per-epoch checkpoints: the best configuration is retrained from scratch anyway.
         hp = trial.hyperparameters
-        model = self.hypermodel.build(hp)
-        return self.hypermodel.fit(hp, model, train, validation, steps_per_epoch)
+        model = self.model_maker.build(hp)
+        return self.model_maker.fit(hp, model, train, validation, steps_per_epoch)
 
     def on_trial_end(self, trial):
         super().on_trial_end(trial)
@@ -125,16 +133,19 @@ def make_tuner(budget, trials, recipe, directory, project="search", seed=0, floo
         seed: seeds the oracle's sampling.
         floor: the least parameters a candidate may have, as a fraction of `budget`.
     """
+    space = kt.HyperParameters()
+    declare(space)
     oracle = BudgetRandomSearchOracle(
         budget=budget,
         floor=floor,
         objective=kt.Objective("val_accuracy", direction="max"),
         max_trials=trials,
         seed=seed,
+        hyperparameters=space,
     )
     return BudgetTuner(
+        TinyHyperModel(budget, recipe),
         oracle=oracle,
-        hypermodel=TinyHyperModel(budget, recipe),
         directory=str(directory),
         project_name=project,
         overwrite=False,

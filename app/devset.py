@@ -1,0 +1,135 @@
+"""A development set of real-world digit images, made from a seed (never committed).
+
+Two kinds, both polarities, in two parts with disjoint sources and seeds:
+- `photo`: MNIST test digits re-rendered as photographs: a random scale and place on a
+  larger canvas, tinted paper with a gradient and a soft shadow, thicker or thinner strokes,
+  a small rotation, blur, sensor noise and JPEG compression; a quarter are light chalk on a
+  dark board.
+- `pen`: the UCI pen digits that ship with scikit-learn (`load_digits`, 8x8, other writers),
+  upscaled onto a margin, half dark ink on white, half light on black.
+
+`dev/` is for tuning the preprocessing constants; `heldout/` is only for reporting. The
+photo digits come from the MNIST test split (the model never trained on them): test images
+0-1999 for `dev`, 5000-6999 for `heldout`; the pen digits are split in halves.
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+PARTS = {
+    # part: (seed offset, MNIST test slice, which half of the pen digits)
+    "dev": (0, slice(0, 2000), 0),
+    "heldout": (1, slice(5000, 7000), 1),
+}
+
+
+def paper(height: int, width: int, rng: np.random.Generator, dark: bool) -> tuple[np.ndarray, np.ndarray]:
+    """A tinted sheet (or a dark board) with a linear gradient, and a soft shadow to lay over it.
+
+    Returns:
+        The sheet, RGB float `[height, width, 3]`, and the shadow's light factor `[height, width]`
+        (1 where unshaded), which darkens the ink as much as the paper.
+    """
+    base = rng.uniform(25, 75) if dark else rng.uniform(165, 250)
+    tint = base * (1 + rng.uniform(-0.1, 0.1, 3))
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    ramp = (np.cos(angle) * (xs / width - 0.5) + np.sin(angle) * (ys / height - 0.5)) * rng.uniform(0, 60)
+    sheet = tint[None, None, :] + ramp[..., None]
+    shade = np.ones((height, width), np.float32)
+    if rng.random() < 0.5:  # a soft-edged shadow over part of the picture
+        edge = np.cos(angle + rng.uniform(-1, 1)) * (xs - rng.uniform(0, width)) + np.sin(angle) * (
+            ys - rng.uniform(0, height))
+        shade = 1 - rng.uniform(0.15, 0.45) / (1 + np.exp(-edge / rng.uniform(3, 15)))
+    return sheet, shade
+
+
+def photo(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
+    """An MNIST digit (uint8 28x28, light on dark) photographed on paper, as an RGB image."""
+    height, width = int(rng.integers(96, 320)), int(rng.integers(96, 320))
+    side = int(rng.uniform(0.35, 0.8) * min(height, width))
+    ink = Image.fromarray(digit).resize((side, side), Image.BICUBIC)
+    # Thinner or thicker strokes, by a filter about a tenth of MNIST's stroke width.
+    stroke = rng.choice(["thin", "plain", "plain", "thick"])
+    size = (side // 28) | 1
+    if stroke == "thin" and size >= 3:
+        ink = ink.filter(ImageFilter.MinFilter(size))
+    elif stroke == "thick" and size >= 3:
+        ink = ink.filter(ImageFilter.MaxFilter(size))
+    ink = ink.rotate(rng.uniform(-12, 12), resample=Image.BILINEAR, expand=True)
+    alpha = np.zeros((height, width), np.float32)
+    h, w = min(ink.height, height), min(ink.width, width)
+    top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+    alpha[top : top + h, left : left + w] = np.asarray(ink, np.float32)[:h, :w] / 255.0
+    dark = rng.random() < 0.25
+    sheet, shade = paper(height, width, rng, dark)
+    level = float(sheet.mean())
+    if dark:  # chalk: well above the board
+        colour = level + (255 - level) * rng.uniform(0.5, 1.0, 3)
+    else:  # pen or pencil: a fraction of the paper's light, blue or black
+        colour = level * rng.uniform(0.05, 0.5) * np.array([1, 1, rng.uniform(1, 1.8)])
+    image = sheet * (1 - alpha[..., None]) + colour[None, None, :] * alpha[..., None]
+    image = image * shade[..., None]
+    image = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
+    image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.5)))
+    noisy = np.asarray(image, np.float32) + rng.normal(0, rng.uniform(2, 12), (height, width, 1))
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+
+
+def pen(digit: np.ndarray, rng: np.random.Generator, dark_on_light: bool) -> Image.Image:
+    """A UCI pen digit (8x8, 0..16) upscaled onto a margin, as a gray image."""
+    side = int(rng.integers(40, 120))
+    ink = Image.fromarray((digit * (255 / 16)).astype(np.uint8)).resize((side, side), Image.BILINEAR)
+    margin = int(side * rng.uniform(0.1, 0.4))
+    canvas = np.zeros((side + 2 * margin, side + 2 * margin), np.uint8)
+    canvas[margin : margin + side, margin : margin + side] = np.asarray(ink)
+    return Image.fromarray(255 - canvas if dark_on_light else canvas)
+
+
+def write(out: str | Path, part: str, seed: int = 0) -> Path:
+    """Writes one part of the set (`dev` or `heldout`) with `labels.csv`; returns its folder.
+
+    Args:
+        out: the set's folder (`out/part/` is written).
+        part: "dev" or "heldout".
+        seed: the base seed; each part adds its own offset.
+    """
+    from sklearn.datasets import load_digits
+
+    from app import data
+    from app.files import atomic_path
+
+    offset, mnist_slice, pen_half = PARTS[part]
+    rng = np.random.default_rng([seed, offset])
+    folder = Path(out) / part
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    images, labels = data.in_memory(data.load_split(f"test[{mnist_slice.start}:{mnist_slice.stop}]"))
+    for i, (image, label) in enumerate(zip(images.numpy()[..., 0], labels.numpy())):
+        name = f"photo_{i:04d}.jpg"
+        photo(image, rng).save(folder / name, quality=int(rng.integers(35, 95)))
+        rows.append((name, int(label), "photo"))
+    pens = load_digits()
+    half = len(pens.target) // 2
+    chosen = range(half) if pen_half == 0 else range(half, len(pens.target))
+    for i in chosen:
+        name = f"pen_{i:04d}.png"
+        pen(pens.images[i], rng, dark_on_light=rng.random() < 0.5).save(folder / name)
+        rows.append((name, int(pens.target[i]), "pen"))
+    with atomic_path(folder / "labels.csv") as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["file", "label", "kind"])
+        writer.writerows(rows)
+    return folder
+
+
+def read_labels(folder: str | Path) -> list[tuple[Path, int, str]]:
+    """The `(path, label, kind)` rows of a part written by `write`."""
+    folder = Path(folder)
+    with open(folder / "labels.csv", newline="") as f:
+        return [(folder / r["file"], int(r["label"]), r["kind"]) for r in csv.DictReader(f)]
