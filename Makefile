@@ -19,7 +19,7 @@ BUDGET ?= 8000
 TRIALS ?= 30
 TUNE_DIR ?= tuning/budget$(BUDGET)
 
-.PHONY: install train test export predict results bench tune clean
+.PHONY: install train test export predict results realworld bench tune clean
 
 install: $(STAMP)
 
@@ -41,6 +41,9 @@ predict: $(STAMP)
 results: $(STAMP)
 	$(PY) -m app results $(sort $(wildcard runs/seed*))
 
+realworld: $(STAMP)
+	$(PY) -m app realworld $(ARGS)
+
 bench: $(STAMP)
 	$(PY) -m app bench --run $(RUN) --exported exported $(ARGS)
 
@@ -52,4 +55,4 @@ test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
 
 clean:
-	rm -rf runs tuning .pytest_cache
+	rm -rf runs tuning devset .pytest_cache

@@ -217,6 +217,24 @@ def keras_inference(model, image: np.ndarray, repeats: int, batch: int) -> dict:
     return result
 
 
+def predict_throughput(model: Path, devset: Path, count: int) -> dict:
+    """Images per second of `predict` (contract and int8 model) over `count` development photos.
+
+    The development set's `dev` part is written first if it is not there (`app.devset`).
+    """
+    from app import devset as dev
+    from app.predict import predict_files
+
+    if not (devset / "dev" / "labels.csv").exists():
+        dev.write(devset, "dev", limit=None if count >= 1000 else count)
+    photos = [path for path, _, kind, _ in dev.read_labels(devset / "dev") if kind == "photo"][:count]
+    start = time.perf_counter()
+    results = list(predict_files(photos, model))
+    seconds = time.perf_counter() - start
+    return {"images": len(photos), "seconds": seconds, "images_per_second": len(photos) / seconds,
+            "errors": sum("error" in r for r in results)}
+
+
 def file_sizes(exported: Path) -> dict[str, int]:
     """Bytes of every exported file (the SavedModel folder summed)."""
     sizes = {}
@@ -226,7 +244,8 @@ def file_sizes(exported: Path) -> dict[str, int]:
     return sizes
 
 
-def bench(run: Path, exported: Path, compare: bool = False, quick: bool = False, images=None) -> dict:
+def bench(run: Path, exported: Path, compare: bool = False, quick: bool = False, images=None,
+          devset: str | Path = "devset") -> dict:
     """Measures everything and writes `bench.json` and `bench.md` into `run`.
 
     Args:
@@ -235,6 +254,7 @@ def bench(run: Path, exported: Path, compare: bool = False, quick: bool = False,
         compare: also time the plain pipeline with this model and with the v1 model.
         quick: tiny windows, for the test suite; the numbers are not meaningful.
         images: the training `(image, label)` dataset (default: the MNIST train split).
+        devset: the development set whose photos time `predict` (written when missing).
     """
     import keras
 
@@ -276,6 +296,7 @@ def bench(run: Path, exported: Path, compare: bool = False, quick: bool = False,
             "tflite_float32": tflite_inference(exported / "model_float32.tflite", image, repeats, batch),
             "keras": keras_inference(trained, image, max(10, repeats // 10), batch),
         },
+        "predict": predict_throughput(exported / "model_int8.tflite", Path(devset), 20 if quick else 1000),
         "exported_bytes": file_sizes(exported),
     }
     if compare:
@@ -310,6 +331,9 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} latency, 1 image, {threads} | median {row['median_us']:,.0f} us, "
                      f"p99 {row['p99_us']:,.0f} us |")
         lines.append(f"| {name} throughput, batch {row['batch']} | {row['batch_images_per_second']:,.0f} images/s |")
+    p = result["predict"]
+    lines.append(f"| predict (contract + int8 model), {p['images']:,} development photos, 1 process "
+                 f"| {p['images_per_second']:,.0f} images/s |")
     for name, size in result["exported_bytes"].items():
         lines.append(f"| size of exported/{name} | {size:,} B |")
     return "\n".join(lines) + "\n"

@@ -96,11 +96,25 @@ def build_parser() -> Parser:
     predict = commands.add_parser("predict", help="classify image files with the int8 TFLite model")
     predict.add_argument("files", nargs="+", metavar="FILE", help="PNG/JPEG images")
     predict.add_argument("--model", default=None, help="the .tflite model (default exported/model_int8.tflite)")
-    predict.add_argument("--dark-on-light", action="store_true", help="dark ink on a light background")
+    predict.add_argument("--polarity", choices=("auto", "light-on-dark", "dark-on-light"), default="auto",
+                         help="ink against paper (default auto: detected per image from its border)")
+    predict.add_argument("--dark-on-light", action="store_true", help=argparse.SUPPRESS)
     predict.add_argument("--json", action="store_true", help="print one JSON object per file")
+    predict.add_argument("--top", type=positive_int, default=1, metavar="K", help="show the K likeliest digits")
+    predict.add_argument("--save-preprocessed", metavar="DIR", default=None,
+                         help="write the 28x28 image the model saw, as DIR/<file>.png")
 
     results = commands.add_parser("results", help="print a Markdown table of finished runs")
     results.add_argument("runs", nargs="+", metavar="RUN", help="run folders (with metrics.json)")
+
+    realworld = commands.add_parser("realworld", help="score predict on the development set and on MNIST files")
+    realworld.add_argument("--devset", default="devset", help="the development set's folder (written if missing)")
+    realworld.add_argument("--parts", nargs="+", default=["dev", "heldout"], choices=("dev", "heldout"))
+    realworld.add_argument("--seed", type=int, default=0, help="the set's seed (default 0)")
+    realworld.add_argument("--model", default=None, help="the .tflite model (default exported/model_int8.tflite)")
+    realworld.add_argument("--no-mnist", action="store_true", help="skip the MNIST-unchanged check")
+    realworld.add_argument("--out", default="results/realworld.md", help="where the report goes")
+    add_verbose(realworld)
 
     bench = commands.add_parser("bench", help="measure training throughput, time to accuracy, latency")
     bench.add_argument("--run", default="runs/seed0", help="a finished default run; bench.json/md go here")
@@ -162,20 +176,26 @@ def run_export(args) -> int:
 
 
 def run_predict(args) -> int:
+    from app.files import make_folder
     from app.predict import DEFAULT_MODEL, predict_files
 
+    polarity = args.polarity
+    if args.dark_on_light:
+        print("note: --dark-on-light is deprecated; use --polarity dark-on-light", file=sys.stderr)
+        polarity = "dark-on-light"
+    save = make_folder(args.save_preprocessed, "--save-preprocessed") if args.save_preprocessed else None
     failed = 0
-    for result in predict_files(args.files, args.model or DEFAULT_MODEL, args.dark_on_light):
+    for result in predict_files(args.files, args.model or DEFAULT_MODEL, polarity, top=args.top, save=save):
         # Each result is printed as soon as it is known: a later bad file cannot lose it.
         if "error" in result:
             failed += 1
             print(f"error: {result['file']}: {result['error']}", file=sys.stderr, flush=True)
-            if args.json:
-                print(json.dumps(result), flush=True)
-        elif args.json:
+        if args.json:
             print(json.dumps(result), flush=True)
-        else:
-            print(f"{result['file']}\t{result['digit']}\t{result['probability']:.4f}", flush=True)
+        elif "error" not in result:
+            others = "".join(f"\t{t['digit']}:{t['probability']:.4f}" for t in result["top"][1:])
+            unsure = "\tunsure" if result["unsure"] else ""
+            print(f"{result['file']}\t{result['digit']}\t{result['probability']:.4f}{unsure}{others}", flush=True)
     return InputFileError.exit_code if failed else 0
 
 
@@ -196,6 +216,22 @@ def run_results(args) -> int:
     return 0
 
 
+def run_realworld(args) -> int:
+    from app.tflog import import_tensorflow
+
+    import_tensorflow()  # TFDS reads MNIST; predict itself never needs TensorFlow
+    from app.files import write_text
+    from app.predict import DEFAULT_MODEL
+    from app.realworld import markdown, realworld
+
+    result = realworld(args.model or DEFAULT_MODEL, args.devset, args.parts, args.seed, mnist=not args.no_mnist)
+    report = markdown(result)
+    print(report, end="")
+    write_text(args.out, f"`{command_line(args.argv)}`\n\n{report}")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def run_bench(args) -> int:
     from app.tflog import import_tensorflow
 
@@ -212,6 +248,7 @@ COMMANDS = {
     "export": run_export,
     "predict": run_predict,
     "results": run_results,
+    "realworld": run_realworld,
     "bench": run_bench,
 }
 

@@ -27,7 +27,7 @@ class ModelConfig:
             its BatchNorm, ReLU and Dropout, which then touch a quarter of the pixels. Max
             pooling commutes with ReLU and with BatchNorm's per-channel scale when it is
             positive, so the function barely changes while a training step gets cheaper.
-            False puts each MaxPooling after the block, as the first-landed model did.
+            False puts each MaxPooling after the block (the v1 and v2 models).
         budget: the most parameters (trainable plus BatchNorm statistics) a model may have.
     """
 

@@ -49,8 +49,12 @@ def paper(height: int, width: int, rng: np.random.Generator, dark: bool) -> tupl
     return sheet, shade
 
 
-def photo(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
-    """An MNIST digit (uint8 28x28, light on dark) photographed on paper, as an RGB image."""
+def photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, str]:
+    """An MNIST digit (uint8 28x28, light on dark) photographed on paper.
+
+    Returns:
+        The RGB image and its polarity ("dark-on-light" for ink, "light-on-dark" for chalk).
+    """
     height, width = int(rng.integers(96, 320)), int(rng.integers(96, 320))
     side = int(rng.uniform(0.35, 0.8) * min(height, width))
     ink = Image.fromarray(digit).resize((side, side), Image.BICUBIC)
@@ -78,7 +82,7 @@ def photo(digit: np.ndarray, rng: np.random.Generator) -> Image.Image:
     image = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
     image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.5)))
     noisy = np.asarray(image, np.float32) + rng.normal(0, rng.uniform(2, 12), (height, width, 1))
-    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8))
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)), "light-on-dark" if dark else "dark-on-light"
 
 
 def pen(digit: np.ndarray, rng: np.random.Generator, dark_on_light: bool) -> Image.Image:
@@ -91,13 +95,14 @@ def pen(digit: np.ndarray, rng: np.random.Generator, dark_on_light: bool) -> Ima
     return Image.fromarray(255 - canvas if dark_on_light else canvas)
 
 
-def write(out: str | Path, part: str, seed: int = 0) -> Path:
+def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -> Path:
     """Writes one part of the set (`dev` or `heldout`) with `labels.csv`; returns its folder.
 
     Args:
         out: the set's folder (`out/part/` is written).
         part: "dev" or "heldout".
         seed: the base seed; each part adds its own offset.
+        limit: at most this many images of each kind (a smoke test); None for all.
     """
     from sklearn.datasets import load_digits
 
@@ -109,27 +114,31 @@ def write(out: str | Path, part: str, seed: int = 0) -> Path:
     folder = Path(out) / part
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
-    images, labels = data.in_memory(data.load_split(f"test[{mnist_slice.start}:{mnist_slice.stop}]"))
+    stop = mnist_slice.stop if limit is None else min(mnist_slice.stop, mnist_slice.start + limit)
+    images, labels = data.in_memory(data.load_split(f"test[{mnist_slice.start}:{stop}]"))
     for i, (image, label) in enumerate(zip(images.numpy()[..., 0], labels.numpy())):
         name = f"photo_{i:04d}.jpg"
-        photo(image, rng).save(folder / name, quality=int(rng.integers(35, 95)))
-        rows.append((name, int(label), "photo"))
+        picture, polarity = photo(image, rng)
+        picture.save(folder / name, quality=int(rng.integers(35, 95)))
+        rows.append((name, int(label), "photo", polarity))
     pens = load_digits()
     half = len(pens.target) // 2
     chosen = range(half) if pen_half == 0 else range(half, len(pens.target))
+    chosen = chosen if limit is None else chosen[:limit]
     for i in chosen:
         name = f"pen_{i:04d}.png"
-        pen(pens.images[i], rng, dark_on_light=rng.random() < 0.5).save(folder / name)
-        rows.append((name, int(pens.target[i]), "pen"))
+        dark_on_light = rng.random() < 0.5
+        pen(pens.images[i], rng, dark_on_light).save(folder / name)
+        rows.append((name, int(pens.target[i]), "pen", "dark-on-light" if dark_on_light else "light-on-dark"))
     with atomic_path(folder / "labels.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["file", "label", "kind"])
+        writer.writerow(["file", "label", "kind", "polarity"])
         writer.writerows(rows)
     return folder
 
 
-def read_labels(folder: str | Path) -> list[tuple[Path, int, str]]:
-    """The `(path, label, kind)` rows of a part written by `write`."""
+def read_labels(folder: str | Path) -> list[tuple[Path, int, str, str]]:
+    """The `(path, label, kind, polarity)` rows of a part written by `write`."""
     folder = Path(folder)
     with open(folder / "labels.csv", newline="") as f:
-        return [(folder / r["file"], int(r["label"]), r["kind"]) for r in csv.DictReader(f)]
+        return [(folder / r["file"], int(r["label"]), r["kind"], r["polarity"]) for r in csv.DictReader(f)]

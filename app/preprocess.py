@@ -1,21 +1,43 @@
 """The preprocessing contract: any image file or array to the model's 28x28 MNIST-style input.
 
-numpy and Pillow only (no TensorFlow), so `predict` starts fast, and every step is simple
-enough to reproduce in another runtime. The README's "Preprocessing contract" numbers these
-steps; the constants live here, in one place.
+numpy, Pillow and `scipy.ndimage` only (no TensorFlow), so `predict` starts fast, and
+every step is plain enough to reproduce in another runtime: the README's "Preprocessing
+contract" numbers the same steps, and the constants below are the only copy of them.
 
-1. Read the header; refuse more than `MAX_PIXELS` pixels before decoding anything.
-2. Decode, apply the EXIF orientation, and reduce by a whole factor (box average) so the
-   longer side is at most `WORK_SIDE` pixels.
-3. Use the alpha channel: composite over black when the visible pixels are light, over white
-   when they are dark, so a digit drawn on a transparent canvas stays a digit.
-4. Gray: ITU-R 601 luma (Pillow's "L").
-5. Polarity: the median of the border pixels is the background; a light background
-   (>= 128) means dark ink, and the image is inverted to MNIST's light ink on black.
-6. Ink: pixels brighter than the background by more than `MIN_CONTRAST` levels; none, or
-   too few, is "no digit found".
-7. Crop the ink's bounding box, fit its longer side to `BOX` pixels keeping the aspect
-   (Lanczos), and place it in a `SIZE` x `SIZE` frame with its centre of mass at the centre.
+1. Header: refuse more than `MAX_PIXELS` pixels before decoding anything.
+2. Decode, apply the EXIF orientation, and box-reduce by a whole factor (Pillow `reduce`)
+   so the longer side is at most `WORK_SIDE` pixels.
+3. Alpha: composite over black when the visible pixels are light, over white when dark.
+4. Gray: ITU-R 601 luma (Pillow's "L"), as float.
+5. Polarity: subtract the paper from the gray image. When the outermost ring of pixels is
+   flat (its 90th and 10th percentiles at most `FLAT_BORDER` apart: a scan, a drawing,
+   MNIST), the paper is the ring's median; otherwise (a photo) it is the box mean
+   `POLARITY_WINDOW` of the longer side wide (odd; edges repeated), which follows shadows
+   and gradients. When the residual's `POLARITY_PERCENTILE`th percentile lies farther below
+   0 than its (100 - `POLARITY_PERCENTILE`)th lies above, the ink is dark and the image is
+   inverted (255 - gray), so from here on the ink is light on a dark background.
+6. Background: a grey opening (a min filter, then a max filter, both `BG_FRACTION` of the
+   longer side wide, edges repeated) is the paper alone: strokes are narrower than the
+   window, while tint, gradients and the edges of shadows are kept where they are. It is
+   subtracted; for dark ink, the result is divided by the paper's light (255 minus the
+   opening, at least `MIN_LIGHT`) and scaled by 255, so ink in a shadow keeps its contrast.
+7. Contrast: the median and the MAD of all pixels are the paper's (the ink is a minority);
+   the noise floor is the median plus `NOISE_MADS` scaled MADs (1.4826 MAD). The peak is
+   the `PEAK_PERCENTILE`th percentile of all pixels; the strokes are the pixels above the
+   midpoint of floor and peak, and the ink level is their `INK_PERCENTILE`th percentile.
+   Levels are stretched linearly so the floor maps to 0 and the ink level to 255 (clipped).
+   A peak or an ink level less than `MIN_CONTRAST` above the floor means "no digit found".
+8. Specks: 8-connected components of the pixels above `SPECK_LEVEL`. Components that touch
+   the image's border are dropped when another one of at least `MIN_DIGIT_PIXELS` pixels
+   does not (a shadow's edge reaches the border; a framed digit does not); of the rest,
+   those smaller than `SPECK_FRACTION` of the largest are dropped, and every pixel farther
+   than `HALO` pixels (8-connected) from a kept component is set to 0. No component of at
+   least `MIN_DIGIT_PIXELS` pixels means "no digit found".
+9. Fit: crop the bounding box of the non-zero pixels and area-resample it so its longer side
+   is `BOX` pixels, keeping the aspect (each output pixel averages the source area it covers).
+10. Centre: place it in a `SIZE` x `SIZE` black frame at ((SIZE - h) // 2, (SIZE - w) // 2),
+    then shift it by floor(`CENTRE` - centre of mass + 0.5) along each axis, as MNIST did;
+    round to uint8 (floor(x + 0.5)).
 """
 
 from __future__ import annotations
@@ -27,20 +49,26 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-# The model's input side, and the box the digit's longer side is fitted to (as MNIST did).
-SIZE = 28
-BOX = 20
-# The most pixels an image may have: a 48-megapixel phone photo passes; a decompression
-# bomb is refused from its header, before any memory is spent decoding it.
-MAX_PIXELS = 64_000_000
-# Images are reduced (box average, a whole factor) until their longer side is at most this.
-WORK_SIDE = 512
-# The ink must stand out from the background by more than this many gray levels...
-MIN_CONTRAST = 32
-# ...on at least this many pixels of the working image, or there is no digit.
-MIN_INK_PIXELS = 4
-# A light border (median >= this) means a light background: dark ink, to be inverted.
-LIGHT_BACKGROUND = 128
+# --- the constants of the contract ---------------------------------------------------------
+SIZE = 28  # the model's input side
+BOX = 20  # the digit's longer side, as MNIST fitted it
+CENTRE = 14.0  # where MNIST's centres of mass sit (row and column; measured: 13.99, 14.01)
+MAX_PIXELS = 64_000_000  # a 48-megapixel phone photo passes; a decompression bomb does not
+WORK_SIDE = 256  # images are box-reduced until their longer side is at most this
+LIGHT_BACKGROUND = 128  # alpha: visible pixels at least this light are composited over black
+FLAT_BORDER = 16  # a border whose 10th-90th percentile spread is at most this is flat paper
+POLARITY_WINDOW = 0.5  # the box mean that polarity is judged against, as a share of the side
+POLARITY_PERCENTILE = 0.5  # the darkest and lightest residuals are these percentiles
+BG_FRACTION = 0.4  # the background's opening is this share of the longer side wide
+MIN_LIGHT = 16.0  # the least paper light divided by (keeps black paper from blowing up)
+NOISE_MADS = 2.0  # the noise floor: the paper's median plus this many scaled MADs
+PEAK_PERCENTILE = 99.5  # the brightest pixels' level, for telling strokes from paper
+INK_PERCENTILE = 80  # the ink level: this percentile of the strokes
+MIN_CONTRAST = 12  # a peak or ink level less than this above the floor is no digit
+SPECK_LEVEL = 64  # pixels above this (after the stretch) form the components
+SPECK_FRACTION = 0.1  # components smaller than this share of the largest are specks
+HALO = 3  # pixels kept around the kept components (the strokes' soft edges)
+MIN_DIGIT_PIXELS = 6  # the largest component must have at least this many pixels
 
 
 class NoDigitError(ValueError):
@@ -52,14 +80,14 @@ class ImageFileError(ValueError):
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Reads an image file, refusing missing, empty, oversized and non-image files.
+    """Steps 1 and 2: reads an image file, refusing missing, empty, huge and non-image files.
 
     Args:
         path: a PNG, JPEG or any image Pillow reads.
 
     Returns:
-        The decoded image, EXIF orientation applied, reduced to at most `WORK_SIDE` pixels
-        on its longer side.
+        The decoded image in mode L, LA, RGB or RGBA, EXIF orientation applied, reduced to at
+        most `WORK_SIDE` pixels on its longer side.
 
     Raises:
         ImageFileError: with a one-line reason.
@@ -83,8 +111,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
                     f"image too large ({width}x{height} pixels, at most {MAX_PIXELS:,}); scale it down first")
             image = plain_mode(ImageOps.exif_transpose(image))
             image.load()
-            factor = -(-max(image.size) // WORK_SIDE)
-            return image.reduce(factor) if factor > 1 else image
+            return reduce_to(image, WORK_SIDE)
     except ImageFileError:
         raise
     except Image.DecompressionBombError:  # Pillow's own, larger limit, also from the header
@@ -107,6 +134,12 @@ def plain_mode(image: Image.Image) -> Image.Image:
     return image.convert("RGBA" if transparent else "RGB")
 
 
+def reduce_to(image: Image.Image, side: int) -> Image.Image:
+    """Box-reduces by the least whole factor that brings the longer side to `side` or less."""
+    factor = -(-max(image.size) // side)
+    return image.reduce(factor) if factor > 1 else image
+
+
 def to_gray(image: Image.Image) -> np.ndarray:
     """Steps 3 and 4: alpha composited against the ink's opposite, then ITU-R 601 gray.
 
@@ -114,77 +147,165 @@ def to_gray(image: Image.Image) -> np.ndarray:
         float32 `[height, width]` in 0..255.
     """
     image = plain_mode(image)
-    has_alpha = image.mode in ("RGBA", "LA")
     gray = np.asarray(image.convert("L"), np.float32)
-    if not has_alpha:
+    if image.mode not in ("RGBA", "LA"):
         return gray
     alpha = np.asarray(image.getchannel("A"), np.float32) / 255.0
     if alpha.min() >= 1.0:
         return gray
     # The visible pixels' colour decides the backdrop: light ink goes on black, dark on white.
-    visible = alpha.sum()
-    ink_level = float((gray * alpha).sum() / visible) if visible > 0 else 0.0
+    visible = float(alpha.sum())
+    ink_level = float((gray * alpha).sum()) / visible if visible > 0 else 0.0
     backdrop = 0.0 if ink_level >= LIGHT_BACKGROUND else 255.0
     return gray * alpha + backdrop * (1.0 - alpha)
 
 
-def border_level(gray: np.ndarray) -> float:
-    """The median of the outermost ring of pixels: the background's gray level."""
-    ring = np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
-    return float(np.median(ring))
+def border(gray: np.ndarray) -> np.ndarray:
+    """The outermost ring of pixels."""
+    if min(gray.shape) < 3:
+        return gray.ravel()
+    return np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
 
 
-def light_on_dark(gray: np.ndarray, polarity: str = "auto") -> np.ndarray:
-    """Step 5: returns the image as light ink on a dark background.
+def polarity_of(gray: np.ndarray) -> str:
+    """Step 5: "dark-on-light" when the ink is darker than the paper, else "light-on-dark".
 
-    Args:
-        gray: float32 gray levels.
-        polarity: "auto" (from the border), "light-on-dark" or "dark-on-light".
+    The paper is subtracted: a flat border's median (scans, drawings, MNIST), or else (a
+    photo) a broad local mean, which follows shadows and gradients. The ink is then the
+    tail that reaches farther from 0: below it (dark ink) or above it.
     """
-    if polarity == "auto":
-        polarity = "dark-on-light" if border_level(gray) >= LIGHT_BACKGROUND else "light-on-dark"
-    return 255.0 - gray if polarity == "dark-on-light" else gray
+    from scipy.ndimage import uniform_filter
+
+    ring = border(gray)
+    if np.percentile(ring, 90) - np.percentile(ring, 10) <= FLAT_BORDER:
+        residual = gray - float(np.median(ring))
+    else:
+        window = max(3, int(POLARITY_WINDOW * max(gray.shape)) | 1)
+        residual = gray - uniform_filter(gray, size=window, mode="nearest")
+    darkest, lightest = np.percentile(residual, [POLARITY_PERCENTILE, 100 - POLARITY_PERCENTILE])
+    return "dark-on-light" if -darkest > lightest else "light-on-dark"
 
 
-def mnist_style(gray: np.ndarray) -> np.ndarray:
-    """Steps 6 and 7: crops the ink, fits it into 20x20 keeping its aspect, centres it by mass.
+def background(ink: np.ndarray) -> np.ndarray:
+    """Step 6: the paper's level under every pixel: a grey opening wider than any stroke.
+
+    An opening (a min filter, then a max filter) removes bright features narrower than its
+    window, the strokes, and keeps broad ones, tint, gradients and the edges of shadows,
+    exactly where they are.
+    """
+    from scipy.ndimage import maximum_filter, minimum_filter
+
+    window = max(3, int(BG_FRACTION * max(ink.shape)) | 1)
+    return maximum_filter(minimum_filter(ink, size=window, mode="nearest"), size=window, mode="nearest")
+
+
+def normalise(ink: np.ndarray, dark_ink: bool = False) -> np.ndarray:
+    """Steps 6 to 8: paper to 0, ink to 255, specks and noise removed.
 
     Args:
-        gray: light ink on a dark background, float 0..255.
-
-    Returns:
-        uint8 `[28, 28]`, light digit on black.
+        ink: light-on-dark gray levels, float.
+        dark_ink: the image was dark ink on light paper (inverted in step 5).
 
     Raises:
-        NoDigitError: when no pixel stands out from the background.
+        NoDigitError: when nothing stands out as a digit.
     """
-    background = border_level(gray)
-    ink_strength = np.clip(gray - background, 0, None)
-    ink = ink_strength > MIN_CONTRAST
-    if ink.sum() < MIN_INK_PIXELS:
+    from scipy.ndimage import binary_dilation, label
+
+    paper = background(ink)
+    values = np.clip(ink - paper, 0, 255)
+    if dark_ink:
+        # Light falls on ink and paper alike: dividing by the paper's light (255 - paper
+        # in the inverted image) gives ink in a shadow the contrast it has in full light.
+        values = values * (255.0 / np.maximum(255.0 - paper, MIN_LIGHT))
+    # The ink covers a minority of the pixels, so their median and MAD are the paper's noise.
+    middle = float(np.median(values))
+    floor = middle + NOISE_MADS * 1.4826 * float(np.median(np.abs(values - middle)))
+    # The strokes: pixels over halfway from the floor to the brightest (PEAK_PERCENTILE) ones.
+    peak = float(np.percentile(values, PEAK_PERCENTILE))
+    strokes = values[values > (floor + peak) / 2]
+    if strokes.size == 0 or peak - floor < MIN_CONTRAST:
         raise NoDigitError("no digit found (blank or uniform image)")
-    rows, cols = np.where(ink.any(1))[0], np.where(ink.any(0))[0]
-    crop = ink_strength[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
-    crop = crop * (255.0 / crop.max())
+    level = float(np.percentile(strokes, INK_PERCENTILE))
+    if level - floor < MIN_CONTRAST:
+        raise NoDigitError("no digit found (blank or uniform image)")
+    values = np.clip((values - floor) * (255.0 / (level - floor)), 0, 255)
+
+    components, count = label(values > SPECK_LEVEL, structure=np.ones((3, 3), bool))
+    sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
+    # A shadow's edge or a corner of the desk reaches the border; a framed digit does not.
+    edge = np.unique(np.concatenate([components[0], components[-1], components[:, 0], components[:, -1]]))
+    inside = sizes.copy()
+    inside[edge[edge > 0] - 1] = 0
+    if inside.max(initial=0) >= MIN_DIGIT_PIXELS:
+        sizes = inside
+    if count == 0 or sizes.max() < MIN_DIGIT_PIXELS:
+        raise NoDigitError("no digit found (only specks or noise)")
+    keep = np.flatnonzero(sizes >= SPECK_FRACTION * sizes.max()) + 1
+    kept = np.isin(components, keep)
+    if HALO:
+        kept = binary_dilation(kept, structure=np.ones((3, 3), bool), iterations=HALO)
+    return np.where(kept, values, 0.0)
+
+
+def area_resize(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Resamples by area: each output pixel averages the source area it covers (pixels as squares)."""
+    out = values
+    for axis, n in enumerate(shape):
+        m = out.shape[axis]
+        edges = np.arange(n + 1) * (m / n)
+        lo, hi = edges[:-1], edges[1:]
+        src = np.arange(m)
+        # weights[i, j]: the overlap of output pixel i's [lo, hi) with source pixel j's [j, j+1).
+        weights = np.clip(np.minimum(hi[:, None], src[None, :] + 1) - np.maximum(lo[:, None], src[None, :]), 0, None)
+        weights /= weights.sum(axis=1, keepdims=True)
+        out = np.tensordot(weights, out, axes=([1], [axis]))
+        if axis == 1:
+            out = out.T
+    return out
+
+
+def round_half_up(values: np.ndarray) -> np.ndarray:
+    return np.floor(values + 0.5)
+
+
+def fit_and_centre(values: np.ndarray) -> np.ndarray:
+    """Steps 9 and 10: crops the ink, fits it into `BOX`, centres it by mass in `SIZE` x `SIZE`.
+
+    Returns:
+        uint8 `[SIZE, SIZE]`, light digit on black.
+    """
+    rows, cols = np.flatnonzero(values.any(1)), np.flatnonzero(values.any(0))
+    crop = values[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     scale = BOX / max(crop.shape)
-    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
-    digit = np.asarray(Image.fromarray(crop.astype(np.uint8)).resize(size, Image.LANCZOS), np.float32)
-    frame = np.zeros((SIZE, SIZE), np.float32)
-    top, left = (SIZE - digit.shape[0]) // 2, (SIZE - digit.shape[1]) // 2
-    frame[top : top + digit.shape[0], left : left + digit.shape[1]] = digit
-    # Shift so the centre of mass sits at the centre, as in MNIST.
-    ys, xs = np.indices(frame.shape)
-    total = frame.sum()
-    dy = int(round((SIZE - 1) / 2 - (ys * frame).sum() / total))
-    dx = int(round((SIZE - 1) / 2 - (xs * frame).sum() / total))
-    frame = np.roll(frame, (dy, dx), axis=(0, 1))
-    return np.clip(np.round(frame), 0, 255).astype(np.uint8)
+    h = max(1, int(round_half_up(crop.shape[0] * scale)))
+    w = max(1, int(round_half_up(crop.shape[1] * scale)))
+    digit = crop if (h, w) == crop.shape else area_resize(crop, (h, w))
+    ys, xs = np.indices(digit.shape)
+    mass = float(digit.sum())
+    top, left = (SIZE - h) // 2, (SIZE - w) // 2
+    dy = int(round_half_up(CENTRE - (top + (ys * digit).sum() / mass)))
+    dx = int(round_half_up(CENTRE - (left + (xs * digit).sum() / mass)))
+    # Keep the whole digit in the frame.
+    top, left = min(max(top + dy, 0), SIZE - h), min(max(left + dx, 0), SIZE - w)
+    frame = np.zeros((SIZE, SIZE), np.float64)
+    frame[top : top + h, left : left + w] = digit
+    return np.clip(round_half_up(frame), 0, 255).astype(np.uint8)
 
 
-def preprocess_image(image: Image.Image | np.ndarray, polarity: str = "auto") -> np.ndarray:
-    """The whole contract after decoding: a Pillow image or gray array to uint8 `[28, 28]`."""
-    gray = to_gray(image) if isinstance(image, Image.Image) else np.asarray(image, np.float32)
-    return mnist_style(light_on_dark(gray, polarity))
+def preprocess_gray(gray: np.ndarray, polarity: str = "auto") -> np.ndarray:
+    """Steps 5 to 10: gray levels (0..255, any size) to the model's uint8 `[28, 28]` input."""
+    gray = np.asarray(gray, np.float32)
+    if gray.ndim != 2:
+        raise ValueError(f"expected a 2-D gray image, got shape {gray.shape}")
+    if polarity == "auto":
+        polarity = polarity_of(gray)
+    dark_ink = polarity == "dark-on-light"
+    return fit_and_centre(normalise(255.0 - gray if dark_ink else gray, dark_ink))
+
+
+def preprocess_image(image: Image.Image, polarity: str = "auto") -> np.ndarray:
+    """Steps 2 to 10 for a decoded Pillow image."""
+    return preprocess_gray(to_gray(reduce_to(plain_mode(image), WORK_SIDE)), polarity)
 
 
 def preprocess_file(path: str | os.PathLike, polarity: str = "auto") -> np.ndarray:
@@ -194,4 +315,4 @@ def preprocess_file(path: str | os.PathLike, polarity: str = "auto") -> np.ndarr
         ImageFileError: the file cannot be read as an image.
         NoDigitError: the image holds no digit.
     """
-    return preprocess_image(open_image(path), polarity)
+    return preprocess_gray(to_gray(open_image(path)), polarity)

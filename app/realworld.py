@@ -30,7 +30,7 @@ def score_part(folder: Path, classify) -> dict:
     counts = collections.defaultdict(lambda: {"images": 0, "right": 0, "no_digit": 0, "crashed": 0})
     start = time.perf_counter()
     rows = read_labels(folder)
-    for path, label, kind in rows:
+    for path, label, kind, _ in rows:
         entry = counts[kind]
         entry["images"] += 1
         try:

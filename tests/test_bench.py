@@ -75,7 +75,8 @@ def test_quick_bench_writes_every_field(formats, tmp_path):
     model, exported = formats
     run = fake_run(tmp_path / "run", [0.99, 0.9941], [10.0, 10.0])
     model.save(run / "model.keras")
-    result = bench(run, exported, compare=True, quick=True, images=data.load_split("train[:1024]"))
+    result = bench(run, exported, compare=True, quick=True, images=data.load_split("train[:1024]"),
+                   devset=tmp_path / "devset")
 
     written = json.loads((run / "bench.json").read_text())
     assert written == json.loads(json.dumps(result))
@@ -94,6 +95,8 @@ def test_quick_bench_writes_every_field(formats, tmp_path):
         row = written["inference"][name]
         assert 0 < row["median_us"] <= row["p99_us"]
         assert row["batch"] == 16 and row["batch_images_per_second"] > 0
+    assert written["predict"]["images"] == 20 and written["predict"]["images_per_second"] > 0
+    assert written["predict"]["errors"] == 0
     assert written["exported_bytes"]["model_int8.tflite"] == (exported / "model_int8.tflite").stat().st_size
     table = (run / "bench.md").read_text()
     assert "| training FLOPs per image (3 x forward) | 5,434,080 |" in table

@@ -44,13 +44,31 @@ def test_plain_resized_and_rgb_digits(cli, digits, model):
         assert 0.5 < float(probability) <= 1.0
 
 
-def test_inverted_drawing_with_dark_on_light(cli, digits, model, tmp_path):
+def test_dark_on_light_is_detected_and_the_options_work(cli, digits, model, tmp_path):
     _, _, images, labels = digits
     Image.fromarray(255 - images[2]).save(tmp_path / "paper.png")
-    result = cli("predict", "--model", model, "--dark-on-light", "--json", tmp_path / "paper.png")
+    result = cli("predict", "--model", model, "--json", "--top", "3", "--save-preprocessed", tmp_path / "seen",
+                 tmp_path / "paper.png")
     assert result.returncode == 0, result.stderr
     [entry] = [json.loads(line) for line in result.stdout.splitlines()]
     assert entry["file"] == str(tmp_path / "paper.png") and entry["digit"] == labels[2]
+    assert [t["digit"] for t in entry["top"]][0] == labels[2] and len(entry["top"]) == 3
+    assert entry["top"][0]["probability"] >= entry["top"][1]["probability"] >= entry["top"][2]["probability"]
+    assert entry["unsure"] == (entry["probability"] < 0.6)
+    seen = np.asarray(Image.open(tmp_path / "seen" / "paper.png.png"))
+    assert seen.shape == (28, 28) and seen.dtype == np.uint8
+    # What the model saw is the MNIST digit itself (light on black), not its negative.
+    assert np.abs(seen.astype(int) - images[2].astype(int)).mean() < 10
+
+
+def test_forced_polarity_and_the_deprecated_flag(cli, digits, model, tmp_path):
+    _, _, images, labels = digits
+    Image.fromarray(255 - images[2]).save(tmp_path / "paper.png")
+    forced = cli("predict", "--model", model, "--polarity", "dark-on-light", tmp_path / "paper.png")
+    old = cli("predict", "--model", model, "--dark-on-light", tmp_path / "paper.png")
+    assert forced.returncode == old.returncode == 0
+    assert forced.stdout == old.stdout and forced.stdout.split("\t")[1] == str(labels[2])
+    assert old.stderr == "note: --dark-on-light is deprecated; use --polarity dark-on-light\n"
 
 
 def test_bad_files_get_one_line_each_and_the_rest_are_classified(cli, digits, model, tmp_path):
@@ -68,7 +86,8 @@ def test_bad_files_get_one_line_each_and_the_rest_are_classified(cli, digits, mo
         f"error: {tmp_path / 'notes.png'}: not an image (UnidentifiedImageError)",
     ]
     entries = [json.loads(line) for line in result.stdout.splitlines()]
-    assert entries[-1] == {"file": str(good), "digit": files[good], "probability": entries[-1]["probability"]}
+    assert {k: entries[-1][k] for k in ("file", "digit")} == {"file": str(good), "digit": files[good]}
+    assert entries[-1]["top"] == [{"digit": files[good], "probability": entries[-1]["probability"]}]
     assert [("error" in e) for e in entries] == [True, True, True, True, False]
 
 
@@ -93,13 +112,4 @@ def test_missing_model_is_one_line(cli, digits, tmp_path):
     assert result.stderr == f"error: no model at {tmp_path / 'none.tflite'}; run `make export` or pass --model\n"
 
 
-def test_mnist_style_centres_by_mass():
-    from app.preprocess import mnist_style
 
-    canvas = np.zeros((100, 60), np.float32)
-    canvas[10:50, 5:25] = 255  # a bar off in a corner
-    out = mnist_style(canvas)
-    assert out.shape == (28, 28)
-    ys, xs = np.nonzero(out > 127)
-    assert ys.max() - ys.min() + 1 == 20  # the longer side fills 20 pixels
-    assert abs((ys.mean() + ys.min() * 0) - 13.5) <= 1 and abs(xs.mean() - 13.5) <= 1

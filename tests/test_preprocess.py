@@ -1,0 +1,110 @@
+"""The preprocessing contract, step by step, on small synthetic images (see app/preprocess.py)."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from app import preprocess as pp
+
+
+def one_stroke(height=120, width=90, paper=(225, 215, 170), ink=(40, 40, 90)):
+    """A dark vertical stroke (a "1") off-centre on tinted paper, RGB uint8."""
+    image = np.empty((height, width, 3), np.uint8)
+    image[:] = paper
+    image[20:90, 60:68] = ink
+    return image
+
+
+def test_step1_too_many_pixels_is_refused_from_the_header(tmp_path):
+    Image.new("L", (9000, 8000)).save(tmp_path / "big.png")  # 72 MP of zeros compress to little
+    with pytest.raises(pp.ImageFileError, match=r"^image too large \(9000x8000 pixels, at most 64,000,000\)"):
+        pp.open_image(tmp_path / "big.png")
+
+
+def test_step2_large_images_are_reduced_by_a_whole_factor(tmp_path):
+    Image.new("L", (1030, 300), 255).save(tmp_path / "wide.png")
+    # The least whole factor that brings 1030 to <= 256 is 5: 206 x 60.
+    assert pp.open_image(tmp_path / "wide.png").size == (206, 60)
+
+
+def test_step2_exif_orientation_is_applied(tmp_path):
+    image = Image.new("L", (40, 20), 0)
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    image.save(tmp_path / "turned.jpg", exif=exif)
+    assert pp.open_image(tmp_path / "turned.jpg").size == (20, 40)
+
+
+def test_step3_alpha_only_drawing_becomes_a_light_digit():
+    rgba = np.zeros((60, 60, 4), np.uint8)  # black ink everywhere, visible only where drawn
+    rgba[10:50, 28:33, 3] = 255
+    gray = pp.to_gray(Image.fromarray(rgba, "RGBA"))
+    # Black visible ink composites onto white: a dark stroke on light paper.
+    assert gray[30, 30] == 0 and gray[5, 5] == 255
+
+
+def test_step4_gray_is_itu_601_luma():
+    gray = pp.to_gray(Image.fromarray(np.array([[[255, 0, 0], [0, 255, 0], [0, 0, 255]]], np.uint8)))
+    np.testing.assert_array_equal(gray, [[76, 150, 29]])  # Pillow's L: 299/587/114 per mille
+
+
+def test_step5_polarity_is_detected_from_the_border():
+    gray = pp.to_gray(Image.fromarray(one_stroke()))
+    assert pp.polarity_of(gray) == "dark-on-light"
+    assert pp.polarity_of(255.0 - gray) == "light-on-dark"
+    # A dark sheet in shadow (border under 128) with darker ink is still dark ink on paper.
+    assert pp.polarity_of(gray * 0.45) == "dark-on-light"
+
+
+def test_steps6_to_10_a_one_on_tinted_shaded_paper_becomes_a_centred_light_stroke():
+    image = one_stroke().astype(np.float32)
+    image *= np.linspace(0.6, 1.0, image.shape[1])[None, :, None]  # a shadow across the sheet
+    out = pp.preprocess_image(Image.fromarray(image.astype(np.uint8)))
+    assert out.shape == (28, 28) and out.dtype == np.uint8
+    ys, xs = np.nonzero(out)
+    assert ys.max() - ys.min() + 1 == 20  # the stroke's length fills the 20-pixel box
+    assert abs(ys.mean() - 14) <= 1 and abs(xs.mean() - 14) <= 1  # centred by mass
+    assert out[14, 14] > 200  # and bright
+    assert out[0].max() == 0 and out[:, :8].max() == 0  # the paper, shadow and all, is black
+
+
+def test_step8_specks_are_removed():
+    gray = np.zeros((100, 100), np.float32)
+    gray[20:80, 45:52] = 220  # the digit
+    gray[5, 5] = gray[90, 95] = 255  # two specks
+    out = pp.preprocess_gray(gray)
+    ys, xs = np.nonzero(out)
+    assert ys.max() - ys.min() + 1 <= 21 and xs.max() - xs.min() + 1 <= 6  # the stroke alone
+
+
+@pytest.mark.parametrize("name, gray", [
+    ("blank", np.zeros((40, 40))),
+    ("white", np.full((40, 40), 255.0)),
+    ("uniform gray", np.full((40, 40), 97.0)),
+    ("one pixel", np.zeros((1, 1))),
+    ("noise", np.random.default_rng(0).normal(128, 20, (80, 80))),
+])
+def test_no_digit_is_refused(name, gray):
+    with pytest.raises(pp.NoDigitError, match="^no digit found"):
+        pp.preprocess_gray(np.clip(gray, 0, 255))
+
+
+def test_step9_area_resize_keeps_the_mean_and_is_the_identity_at_the_same_size():
+    values = np.random.default_rng(1).uniform(0, 255, (30, 17))
+    np.testing.assert_allclose(pp.area_resize(values, (30, 17)), values)
+    small = pp.area_resize(values, (10, 6))
+    assert small.shape == (10, 6)
+    np.testing.assert_allclose(small.mean(), values.mean(), rtol=1e-9)
+
+
+def test_a_real_mnist_digit_passes_through_unchanged():
+    from app import data
+
+    images, _ = data.in_memory(data.load_split("test[:50]"))
+    for image in images.numpy()[..., 0]:
+        out = pp.preprocess_gray(image)
+        # Same place and size, the same strokes; the contrast stretch brightens faint digits.
+        np.testing.assert_array_equal(np.argwhere(out).min(0), np.argwhere(image).min(0))
+        np.testing.assert_array_equal(np.argwhere(out).max(0), np.argwhere(image).max(0))
+        assert np.corrcoef(out.ravel(), image.ravel())[0, 1] > 0.98
+        assert (out.astype(int) >= image.astype(int) - 1).mean() > 0.99
