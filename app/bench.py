@@ -110,7 +110,7 @@ def training_throughput(config: ModelConfig, recipe: Recipe, pipeline: str, warm
     stamps = {}
     timer = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: stamps.setdefault(batch + 1, time.perf_counter()))
-    model.fit(ds, epochs=1, steps_per_epoch=warmup + windows * window, callbacks=[timer], verbose=0)
+    model.fit(ds, epochs=1, steps_per_epoch=warmup + windows * window, callbacks=[timer], verbose=0, shuffle=False)
     rates = [
         window * recipe.batch_size / (stamps[warmup + (i + 1) * window] - stamps[warmup + i * window])
         for i in range(windows)

@@ -221,14 +221,17 @@ def run_realworld(args) -> int:
 
     import_tensorflow()  # TFDS reads MNIST; predict itself never needs TensorFlow
     from app.files import write_text
+    from app.litert import TFLiteClassifier
     from app.predict import DEFAULT_MODEL
-    from app.realworld import markdown, realworld
+    from app.realworld import examples_picture, markdown, realworld
 
     result = realworld(args.model or DEFAULT_MODEL, args.devset, args.parts, args.seed, mnist=not args.no_mnist)
     report = markdown(result)
     print(report, end="")
     write_text(args.out, f"`{command_line(args.argv)}`\n\n{report}")
-    print(f"wrote {args.out}")
+    pictures = Path(args.out).with_name("examples.png")
+    examples_picture(Path(args.devset) / args.parts[0], TFLiteClassifier(args.model or DEFAULT_MODEL), pictures)
+    print(f"wrote {args.out} and {pictures}")
     return 0
 
 

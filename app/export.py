@@ -86,7 +86,10 @@ def convert_tflite(saved_model: Path, calibration: np.ndarray | None = None) -> 
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = tf.uint8
         converter.inference_output_type = tf.uint8
-    return converter.convert()
+    from app.tflog import quiet_native_stderr
+
+    with quiet_native_stderr():  # the converter reports its quantization settings on stderr
+        return converter.convert()
 
 
 def saved_model_classifier(path: Path):

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageDraw, ImageOps
 
 from app.litert import TFLiteClassifier
 from app.preprocess import ImageFileError, NoDigitError, preprocess_file
@@ -67,6 +67,40 @@ def mnist_unchanged(classify) -> dict:
               "refused": int((through == -1).sum())}
     result["within_tolerance"] = result["raw_accuracy"] - result["png_accuracy"] <= MNIST_TOLERANCE + 1e-12
     return result
+
+
+def examples_picture(folder: Path, classify, path: Path, count: int = 4) -> None:
+    """Draws the first images of each kind and polarity of a part beside what the model saw.
+
+    Args:
+        folder: a part of the development set.
+        classify: the LiteRT classifier.
+        path: the PNG to write.
+        count: how many images.
+    """
+    from app.devset import read_labels
+    from app.files import atomic_path
+
+    chosen, seen = [], set()
+    for path_, label, kind, polarity in read_labels(folder):
+        if (kind, polarity) not in seen:
+            seen.add((kind, polarity))
+            chosen.append((path_, label))
+    tile = 140
+    sheet = Image.new("RGB", (2 * tile * len(chosen[:count]), tile + 24), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (source, label) in enumerate(chosen[:count]):
+        with Image.open(source) as image:
+            shown = ImageOps.contain(image.convert("RGB"), (tile, tile))
+        pixels = preprocess_file(source)
+        digit = int(classify(pixels[None, :, :, None].astype(np.float32))[0].argmax())
+        seen = Image.fromarray(pixels).resize((tile, tile), Image.NEAREST).convert("RGB")
+        sheet.paste(shown, (2 * tile * i, 0))
+        sheet.paste(seen, (2 * tile * i + tile, 0))
+        draw.text((2 * tile * i + 4, tile + 6), f"{source.name}: {label}", fill="black")
+        draw.text((2 * tile * i + tile + 4, tile + 6), f"model saw this: {digit}", fill="black")
+    with atomic_path(path) as tmp:
+        sheet.save(tmp, format="PNG")
 
 
 def realworld(model: str | Path, devset: str | Path = "devset", parts=("dev", "heldout"), seed: int = 0,

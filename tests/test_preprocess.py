@@ -68,6 +68,36 @@ def test_steps6_to_10_a_one_on_tinted_shaded_paper_becomes_a_centred_light_strok
     assert out[0].max() == 0 and out[:, :8].max() == 0  # the paper, shadow and all, is black
 
 
+def test_step6_background_follows_a_gradient_and_leaves_the_stroke():
+    ramp = np.tile(np.linspace(20, 120, 100, dtype=np.float32), (100, 1))  # a lit-to-shaded sheet
+    image = ramp.copy()
+    image[20:80, 48:52] += 100  # a thin light stroke
+    paper = pp.background(image)
+    np.testing.assert_allclose(paper[:, :40], ramp[:, :40], atol=45)  # within the window's reach
+    assert (image - paper)[50, 50] > 95 and np.abs(image - paper)[5:15, 5:95].max() < 45
+
+
+def test_step7_contrast_maps_the_paper_to_0_and_the_ink_to_255():
+    rng = np.random.default_rng(0)
+    ink = rng.normal(40, 4, (80, 80)).astype(np.float32)  # noisy dark paper
+    ink[20:60, 38:43] = 140  # a stroke 100 levels above it
+    out = pp.normalise(ink)
+    assert out[40, 40] == 255 and np.median(out) == 0
+    assert out[:10].max() == 0  # noise far from the stroke is gone
+
+
+def test_step10_the_centre_of_mass_lands_on_14_14():
+    values = np.zeros((50, 30), np.float32)
+    values[5:45, 3:9] = 255  # a bar hugging the left
+    values[40:45, 3:27] = 255  # and a foot to the right: an L
+    out = pp.fit_and_centre(values)
+    ys, xs = np.indices(out.shape)
+    com = (ys * out).sum() / out.sum(), (xs * out).sum() / out.sum()
+    assert abs(com[0] - 14) <= 0.5 and abs(com[1] - 14) <= 0.5
+    rows = np.flatnonzero(out.any(1))
+    assert rows[-1] - rows[0] + 1 == 20  # the longer side fills the box
+
+
 def test_step8_specks_are_removed():
     gray = np.zeros((100, 100), np.float32)
     gray[20:80, 45:52] = 220  # the digit
