@@ -186,7 +186,7 @@ def tflite_inference(path: Path, image: np.ndarray, repeats: int, batch: int) ->
 
     Args:
         path: the `.tflite` file.
-        image: one raw image `[28, 28, 1]` (0..255).
+        image: one raw image `[28, 28, channels]` (0..255) of the model's input shape.
         repeats: timed single-image invocations (and a tenth as many batched ones).
         batch: images per batched invocation.
     """
@@ -196,7 +196,7 @@ def tflite_inference(path: Path, image: np.ndarray, repeats: int, batch: int) ->
     result = _latencies(interpreter.invoke, repeats)
 
     batched = TFLiteClassifier(path, threads=1)
-    batched.interpreter.resize_tensor_input(batched.input["index"], [batch, 28, 28, 1])
+    batched.interpreter.resize_tensor_input(batched.input["index"], [batch, *image.shape])
     batched.interpreter.allocate_tensors()
     images = np.repeat(image[None], batch, axis=0)
     batched.interpreter.set_tensor(batched.input["index"], quantize(images, batched.input))
@@ -204,6 +204,23 @@ def tflite_inference(path: Path, image: np.ndarray, repeats: int, batch: int) ->
     result["batch"] = batch
     result["batch_images_per_second"] = batch / (timing["median_us"] / 1e6)
     return result
+
+
+def mediapipe_inference(path: Path, image: np.ndarray, repeats: int) -> dict:
+    """MediaPipe Tasks' `ImageClassifier` latency of one image (an SRGB `mp.Image`)."""
+    import mediapipe as mp
+    from mediapipe.tasks.python import vision
+    from mediapipe.tasks.python.core.base_options import BaseOptions
+
+    from app.tflog import quiet_native_stderr
+
+    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)), max_results=1)
+    with quiet_native_stderr():
+        classifier = vision.ImageClassifier.create_from_options(options)
+    rgb = mp.Image(image_format=mp.ImageFormat.SRGB,
+                   data=np.ascontiguousarray(np.repeat(image.astype(np.uint8), 3, axis=-1)))
+    with classifier:
+        return _latencies(lambda: classifier.classify(rgb), repeats)
 
 
 def keras_inference(model, image: np.ndarray, repeats: int, batch: int) -> dict:
@@ -261,7 +278,8 @@ def bench(run: Path, exported: Path, compare: bool = False, quick: bool = False,
     from app.model import build_model
 
     run, exported = Path(run), Path(exported)
-    for needed in (run / "metrics.json", exported / "model_int8.tflite", exported / "model_float32.tflite"):
+    for needed in (run / "metrics.json", exported / "model_int8.tflite", exported / "model_float32.tflite",
+                   exported / "digit_classifier.tflite"):
         if not needed.exists():
             raise InputFileError(f"{needed} not found; run `make train` and `make export` first")
     steps = {"warmup": 3, "windows": 3, "window": 2} if quick else {"warmup": 30, "windows": 7, "window": 40}
@@ -294,6 +312,9 @@ def bench(run: Path, exported: Path, compare: bool = False, quick: bool = False,
         "inference": {
             "tflite_int8": tflite_inference(exported / "model_int8.tflite", image, repeats, batch),
             "tflite_float32": tflite_inference(exported / "model_float32.tflite", image, repeats, batch),
+            "digit_classifier": tflite_inference(exported / "digit_classifier.tflite", np.repeat(image, 3, axis=-1),
+                                                 repeats, batch),
+            "mediapipe": mediapipe_inference(exported / "digit_classifier.tflite", image, repeats // 2),
             "keras": keras_inference(trained, image, max(10, repeats // 10), batch),
         },
         "predict": predict_throughput(exported / "model_int8.tflite", Path(devset), 20 if quick else 1000),
@@ -327,10 +348,12 @@ def markdown(result: dict) -> str:
     lines.append(f"| whole run ({tta['epochs']} epochs, final {100 * tta['final_test_accuracy']:.2f}%) "
                  f"| {tta['run_seconds']:.0f} s |")
     for name, row in result["inference"].items():
-        threads = "TF threads" if name == "keras" else "1 thread"
+        threads = {"keras": "TF threads", "mediapipe": "ImageClassifier.classify"}.get(name, "LiteRT, 1 thread")
         lines.append(f"| {name} latency, 1 image, {threads} | median {row['median_us']:,.0f} us, "
                      f"p99 {row['p99_us']:,.0f} us |")
-        lines.append(f"| {name} throughput, batch {row['batch']} | {row['batch_images_per_second']:,.0f} images/s |")
+        if "batch" in row:
+            lines.append(f"| {name} throughput, batch {row['batch']} | "
+                         f"{row['batch_images_per_second']:,.0f} images/s |")
     p = result["predict"]
     lines.append(f"| predict (contract + int8 model), {p['images']:,} development photos, 1 process "
                  f"| {p['images_per_second']:,.0f} images/s |")

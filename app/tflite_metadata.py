@@ -27,13 +27,12 @@ def _schema():
     return schema
 
 
-def metadata_flatbuffer(labels: list[str], name: str, description: str, version: str, author: str,
-                        license_: str) -> bytes:
+def metadata_flatbuffer(labels: list[str], **about: str) -> bytes:
     """The metadata of an image classifier with a uint8 RGB input and a probability output.
 
     Args:
-        labels: the class names, in output order; packed as `labels.txt`.
-        name, description, version, author, license_: the model's description.
+        labels: the class names, in output order (the caller packs them as `labels.txt`).
+        **about: the model's `name`, `description`, `version`, `author` and `license`.
     """
     s = _schema()
     image = s.ContentT()
@@ -71,8 +70,8 @@ def metadata_flatbuffer(labels: list[str], name: str, description: str, version:
     graph = s.SubGraphMetadataT()
     graph.inputTensorMetadata, graph.outputTensorMetadata = [pixels], [probabilities]
     model = s.ModelMetadataT()
-    model.name, model.description, model.version = name, description, version
-    model.author, model.license = author, license_
+    model.name, model.description, model.version = about["name"], about["description"], about["version"]
+    model.author, model.license = about["author"], about["license"]
     model.subgraphMetadata = [graph]
     model.minParserVersion = MIN_PARSER_VERSION
     builder = flatbuffers.Builder(1024)

@@ -43,13 +43,14 @@ def formats(tmp_path_factory):
     """The default model after 2 epochs on 20,000 train images (~98%), in every export format.
 
     Returns:
-        (keras model, folder with saved_model/, model_float32.tflite and model_int8.tflite).
+        (keras model, folder with saved_model/, model_float32.tflite, model_int8.tflite,
+        digit_classifier.tflite and labels.txt, as `make export` writes them).
     """
     import keras
 
     from app import data
-    from app.config import Recipe
-    from app.export import convert_tflite, representative_images, save_saved_model
+    from app.config import ModelConfig, Recipe
+    from app.export import representative_images, write_files
     from app.model import build_model
     from app.train import compile_model, one_hot
 
@@ -59,8 +60,5 @@ def formats(tmp_path_factory):
     model = compile_model(build_model(), recipe, steps_per_epoch=-(-20_000 // recipe.batch_size))
     model.fit(train, epochs=recipe.epochs, verbose=0)
     folder = tmp_path_factory.mktemp("formats")
-    save_saved_model(model, folder / "saved_model")
-    (folder / "model_float32.tflite").write_bytes(convert_tflite(folder / "saved_model"))
-    calibration = representative_images(200)
-    (folder / "model_int8.tflite").write_bytes(convert_tflite(folder / "saved_model", calibration))
+    write_files(model, folder, ModelConfig().to_dict(), calibration=representative_images(200))
     return model, folder

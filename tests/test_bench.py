@@ -91,10 +91,11 @@ def test_quick_bench_writes_every_field(formats, tmp_path):
     assert written["speedup_vs_plain_v1"] > 0
     assert written["matmul_reference_gflops_per_second"] > 1
     assert written["time_to_accuracy"]["first_epoch_at_target"] == 2
-    for name in ("tflite_int8", "tflite_float32", "keras"):
+    for name in ("tflite_int8", "tflite_float32", "digit_classifier", "keras"):
         row = written["inference"][name]
         assert 0 < row["median_us"] <= row["p99_us"]
         assert row["batch"] == 16 and row["batch_images_per_second"] > 0
+    assert 0 < written["inference"]["mediapipe"]["median_us"] <= written["inference"]["mediapipe"]["p99_us"]
     assert written["predict"]["images"] == 20 and written["predict"]["images_per_second"] > 0
     assert written["predict"]["errors"] == 0
     assert written["exported_bytes"]["model_int8.tflite"] == (exported / "model_int8.tflite").stat().st_size

@@ -39,6 +39,7 @@ def test_saved_model_signature_and_parity(formats, inputs):
 def test_float32_tflite_io_and_parity(formats, inputs):
     model, folder = formats
     io = ex.tensor_io(folder / "model_float32.tflite")
+    assert (io["input"]["name"], io["output"]["name"]) == ("pixels", "probabilities")
     assert io["input"]["shape"] == [1, 28, 28, 1] and io["input"]["dtype"] == "float32"
     assert io["output"]["shape"] == [1, 10] and io["output"]["dtype"] == "float32"
     out = TFLiteClassifier(folder / "model_float32.tflite")(inputs)
@@ -128,7 +129,11 @@ def test_committed_files_match_metadata(metadata):
         assert len(data) == entry["bytes"], name
         assert hashlib.sha256(data).hexdigest() == entry["sha256"], name
     assert (EXPORTED / "labels.txt").read_text().split() == [str(d) for d in range(10)]
-    assert metadata["files"]["model_int8.tflite"]["bytes"] <= 25 * 1024
+    assert metadata["files"]["model_int8.tflite"]["bytes"] <= 16 * 1024
+    assert {"digit_classifier.tflite", "model_int8.tflite", "model_float32.tflite"} <= set(metadata["files"])
+    for name, io in metadata["tflite_io"].items():
+        assert (io["input"]["name"], io["output"]["name"], io["input"]["shape"][0]) == ("pixels", "probabilities", 1)
+        assert metadata["tflite_anatomy"][name]["bytes"] == metadata["files"][name]["bytes"]
 
 
 @committed
@@ -140,11 +145,15 @@ def test_committed_formats_score_exactly_what_metadata_records(metadata):
         "tflite_float32": TFLiteClassifier(EXPORTED / "model_float32.tflite")(images),
         "tflite_int8": TFLiteClassifier(EXPORTED / "model_int8.tflite")(images),
     }
+    mediapipe, names = ex.mediapipe_classify(EXPORTED / "digit_classifier.tflite", images)
+    scores["mediapipe"] = np.eye(10)[mediapipe]
+    assert names == [str(c) for c in mediapipe]
     for name, probs in scores.items():
         accuracy = float((probs.argmax(1) == labels).mean())
         assert accuracy >= 0.994, name
         assert accuracy == metadata["accuracy"][name], name
-    assert metadata["accuracy"]["tflite_float32"] - metadata["accuracy"]["tflite_int8"] <= 0.001
+    assert metadata["accuracy"]["tflite_float32"] - metadata["accuracy"]["tflite_int8"] <= 0.0005 + 1e-9
+    assert (mediapipe == scores["tflite_int8"].argmax(1)).mean() >= 0.999
     float_classes = scores["tflite_float32"].argmax(1)
     assert (scores["saved_model"].argmax(1) == float_classes).all()
     assert (scores["tflite_int8"].argmax(1) == float_classes).mean() >= 0.999
@@ -160,4 +169,4 @@ def test_committed_metadata_names_the_commands_and_provenance(metadata):
     assert metadata["commands"][-1].startswith("python -m app export")
     # Keras logs float32: 9,947 / 10,000 reads 0.994700014...
     assert metadata["run_metrics"]["final_test_accuracy"] == pytest.approx(metadata["accuracy"]["keras"], abs=1e-6)
-    assert metadata["tflite_int8_io"]["input"]["dtype"] == "uint8"
+    assert metadata["tflite_io"]["model_int8.tflite"]["input"]["dtype"] == "uint8"
