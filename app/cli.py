@@ -86,6 +86,8 @@ def build_parser() -> Parser:
     train.add_argument("--recipe", default=None, help="a JSON file of Recipe fields (e.g. {\"max_lr\": 0.004})")
     train.add_argument("--restart", action="store_true",
                        help="discard the run folder's unfinished epochs and train from epoch 1")
+    train.add_argument("--deterministic", action="store_true",
+                       help="bit-identical runs for a seed (deterministic ops, one thread; slower)")
     add_verbose(train)
 
     export = commands.add_parser("export", help="export SavedModel + TFLite float32/int8, verified")
@@ -131,7 +133,10 @@ def run_train(args) -> int:
 
     import_tensorflow()
     from app.config import ModelConfig, Recipe
-    from app.train import train
+    from app.train import make_deterministic, train
+
+    if args.deterministic:
+        make_deterministic()
 
     values = read_json(args.config, "config")
     if args.budget is not None:

@@ -244,6 +244,19 @@ def check_same_run(out: Path, record: dict) -> None:
                 "rerun that command to resume, or choose another --out")
 
 
+def make_deterministic() -> None:
+    """Makes two runs of one seed bit-identical: deterministic TF ops on one thread.
+
+    The shuffling and augmentation are already functions of the seed and the epoch
+    (`data.train_pipeline`) and the weights and Dropout follow `keras.utils.set_random_seed`;
+    what is left is the order of floating-point reductions, which op determinism and a single
+    thread fix. Call it before TensorFlow runs any op: the thread counts cannot change after.
+    """
+    tf.config.experimental.enable_op_determinism()
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
 def progress_verbosity() -> int:
     """Keras `fit` verbosity: progress bars on a terminal, one line per epoch in a log."""
     return 1 if sys.stdout.isatty() else 2

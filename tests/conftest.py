@@ -62,3 +62,29 @@ def formats(tmp_path_factory):
     folder = tmp_path_factory.mktemp("formats")
     write_files(model, folder, ModelConfig().to_dict(), calibration=representative_images(200))
     return model, folder
+
+
+class Interrupt(Exception):
+    """Raised by `StopAtEpoch`, as a kill at that moment would stop a run."""
+
+
+def stop_at_epoch(epoch: int):
+    """A Keras callback that raises `Interrupt` when `epoch` (0-based) begins."""
+    import keras
+
+    def begin(begun, logs=None):
+        if begun == epoch:
+            raise Interrupt
+
+    return keras.callbacks.LambdaCallback(on_epoch_begin=begin)
+
+
+def epochs_seen():
+    """A Keras callback whose `seen` lists the epochs (0-based) that began."""
+    import keras
+
+    callback = keras.callbacks.LambdaCallback()
+    callback.seen = []
+    callback.on_epoch_begin = lambda epoch, logs=None: callback.seen.append(epoch)
+    return callback
+

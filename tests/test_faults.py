@@ -25,7 +25,7 @@ from app.errors import DamagedStateError
 from app.files import atomic_path, folder_lock, share
 from app.train import train
 
-from conftest import ROOT
+from conftest import ROOT, Interrupt, epochs_seen, stop_at_epoch
 
 
 def png_header(width: int, height: int) -> bytes:
@@ -139,33 +139,10 @@ def test_invalid_tflite_is_one_line_naming_the_file(cli, good_digit, tmp_path):
 
 # --- train: run folders --------------------------------------------------------------------
 
-class Stop(Exception):
-    pass
-
-
-class StopAt(keras.callbacks.Callback):
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise Stop
-
-
-class Epochs(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.seen.append(epoch)
-
-
 def stopped_run(folder, epochs_done=2, epochs=4):
     """A quick run folder killed after `epochs_done` finished epochs (backup in place)."""
-    with pytest.raises(Stop):
-        train(recipe=Recipe(epochs=epochs), out=folder, quick=True, verbose=0, callbacks=[StopAt(epochs_done)])
+    with pytest.raises(Interrupt):
+        train(recipe=Recipe(epochs=epochs), out=folder, quick=True, verbose=0, callbacks=[stop_at_epoch(epochs_done)])
     return folder
 
 
@@ -218,7 +195,7 @@ def test_restart_trains_a_damaged_run_from_epoch_one(stopped, tmp_path):
     (run / "backup" / "training_metadata.json").write_text("")
     with pytest.raises(DamagedStateError):
         train(recipe=Recipe(epochs=4), out=run, quick=True, verbose=0)
-    seen = Epochs()
+    seen = epochs_seen()
     metrics = train(recipe=Recipe(epochs=4), out=run, quick=True, verbose=0, callbacks=[seen], restart=True)
     assert seen.seen == [0, 1, 2, 3] and metrics["epochs"] == 4
 
@@ -238,15 +215,15 @@ def test_kill_after_the_last_epoch_finishes_the_files_without_training_again(tmp
     from app import plots
 
     def killed(*args, **kwargs):
-        raise Stop  # after model.keras, before metrics.json: as a kill there
+        raise Interrupt  # after model.keras, before metrics.json: as a kill there
 
     monkeypatch.setattr(plots, "curves", killed)
-    with pytest.raises(Stop):
+    with pytest.raises(Interrupt):
         train(recipe=Recipe(epochs=2), out=tmp_path, quick=True, verbose=0)
     assert (tmp_path / "backup").is_dir() and not (tmp_path / "metrics.json").exists()
     monkeypatch.undo()
 
-    seen = Epochs()
+    seen = epochs_seen()
     metrics = train(recipe=Recipe(epochs=2), out=tmp_path, quick=True, verbose=0, callbacks=[seen])
     assert seen.seen == []  # nothing trained again
     assert metrics["epochs"] == 2 and len((tmp_path / "history.csv").read_text().splitlines()) == 3

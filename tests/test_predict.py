@@ -132,7 +132,8 @@ def test_the_readme_litert_snippet_runs(digits, model, tmp_path):
     _, files, _, _ = digits
     path, label = next(iter(files.items()))
     readme = (ROOT / "README.md").read_text()
-    [snippet] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "preprocess_file(" in block]
+    [snippet] = [block for block in re.findall(r"```python\n(.*?)```", readme, re.S)
+                 if "preprocess_file(" in block and "Interpreter(" in block]
     snippet = snippet.replace("photo_of_a_digit.jpg", str(path)).replace("exported/model_int8.tflite", str(model))
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):

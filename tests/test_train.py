@@ -14,7 +14,7 @@ from app.config import ModelConfig, Recipe
 from app.errors import UsageError
 from app.train import train
 
-from conftest import ROOT
+from conftest import ROOT, Interrupt, epochs_seen, stop_at_epoch
 
 RUN_FILES = {"model.keras", "history.csv", "metrics.json", "summary.txt", "provenance.json",
              "accuracy.png", "loss.png", "parameters.png", ".lock"}
@@ -74,39 +74,14 @@ def test_finished_run_folder_is_not_overwritten(quick_run):
         train(out=out, quick=True, recipe=Recipe(epochs=1), verbose=0)
 
 
-class Interrupt(Exception):
-    pass
-
-
-class StopAtEpoch(keras.callbacks.Callback):
-    """Raises when `epoch` (0-based) begins, like a kill right after the previous epoch."""
-
-    def __init__(self, epoch):
-        super().__init__()
-        self.epoch = epoch
-
-    def on_epoch_begin(self, epoch, logs=None):
-        if epoch == self.epoch:
-            raise Interrupt
-
-
-class Epochs(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.seen = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.seen.append(epoch)
-
-
 def test_run_stopped_after_epoch_1_continues_at_epoch_2(tmp_path):
     recipe = Recipe(epochs=3, seed=0)
     with pytest.raises(Interrupt):
-        train(recipe=recipe, out=tmp_path, quick=True, verbose=0, callbacks=[StopAtEpoch(1)])
+        train(recipe=recipe, out=tmp_path, quick=True, verbose=0, callbacks=[stop_at_epoch(1)])
     first = rows(tmp_path / "history.csv")
     assert len(first) == 1 and (tmp_path / "backup").is_dir()
 
-    seen = Epochs()
+    seen = epochs_seen()
     metrics = train(recipe=recipe, out=tmp_path, quick=True, verbose=0, callbacks=[seen])
     assert seen.seen == [1, 2]  # 0-based: epochs 2 and 3 of 3 ran, epoch 1 was not repeated
     history = rows(tmp_path / "history.csv")
@@ -148,3 +123,20 @@ def test_results_table_comes_from_metrics(quick_run, capsys):
     assert row.startswith(f"| 0 | 7,862 | 3 | {accuracy} | ")
     assert row.endswith(f"| `python -m app train --seed 0 --out {out}` |")
     assert main(["results", str(out / "nothing")]) == 3
+
+
+def test_deterministic_runs_of_one_seed_are_bit_identical(tmp_path):
+    import numpy as np
+
+    runs = []
+    for name in ("a", "b"):
+        out = tmp_path / name
+        args = [sys.executable, "-m", "app", "train", "--quick", "--epochs", "2", "--deterministic", "--out", str(out)]
+        result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        runs.append(out)
+    weights = [keras.models.load_model(out / "model.keras").get_weights() for out in runs]
+    assert all(np.array_equal(a, b) for a, b in zip(*weights, strict=True))
+    history = [[{k: v for k, v in r.items() if "seconds" not in k and k != "images_per_second"}
+                for r in rows(out / "history.csv")] for out in runs]
+    assert history[0] == history[1]

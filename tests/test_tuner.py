@@ -56,24 +56,24 @@ def test_property_proposed_candidates_fit_and_rejected_ones_do_not(monkeypatch):
     seen = []
     real_count = hm.parameter_count
     monkeypatch.setattr("tuner.search.parameter_count", lambda v: seen.append(dict(v)) or real_count(v))
-    proposed = [draw(oracle, i) for i in range(200)]
+    proposed = [draw(oracle, i) for i in range(80)]
     rejected = [v for v in seen if v not in proposed]
-    assert oracle.rejected == len(seen) - len(proposed) == len(rejected) > 50
+    assert oracle.rejected == len(seen) - len(proposed) == len(rejected) > 20
     for values in proposed:  # the builder itself agrees: each one builds within the budget
         model = hm.TinyHyperModel(budget).build(kt.HyperParameters.from_config(
             {"space": [], "values": values}))
         assert model.count_params() <= budget
-    for values in rejected[:100]:
+    for values in rejected[:40]:
         with pytest.raises(ValueError, match=f"over the budget of {budget:,}"):
             build_model(hm.config_from_values(values, budget))
 
 
 def test_property_a_floor_keeps_candidates_between_it_and_the_budget():
     oracle = declared_oracle(6000, floor=0.9)
-    counts = [hm.parameter_count(draw(oracle, i)) for i in range(100)]
+    counts = [hm.parameter_count(draw(oracle, i)) for i in range(40)]
     assert 5400 <= min(counts) and max(counts) <= 6000
     # About 15% of the space lies in [5,400, 6,000] and about half under 5,400.
-    assert oracle.under_floor > 100 and oracle.rejected > 100
+    assert oracle.under_floor > 40 and oracle.rejected > 40
     state = oracle.get_state()
     assert (state["floor"], state["under_floor"], state["rejected"]) == (0.9, oracle.under_floor, oracle.rejected)
 
