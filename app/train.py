@@ -1,9 +1,10 @@
 """Trains the tinymnist CNN and writes a run folder.
 
 The run folder holds `provenance.json` (what made it, written before the first epoch),
-`history.csv`, `model.keras`, `metrics.json`, `summary.txt`, `accuracy.png`, `loss.png`
-and `parameters.png`. While training runs it also holds `backup/`, the weights, optimizer
-state and epoch of the last finished epoch, so a killed run resumes where it stopped.
+`history.csv`, `model.keras`, `metrics.json`, `summary.txt`, `accuracy.png`, `loss.png`,
+`parameters.png` and `tensorboard/` (scalars per epoch, the graph, the run's settings).
+While training runs it also holds `backup/`, the weights, optimizer state and epoch of the
+last finished epoch, so a killed run resumes where it stopped.
 
 A run is safe to kill at any moment and rerun with the same command:
 - every file is written whole or not at all (a temporary file, then a rename);
@@ -35,6 +36,7 @@ from app.model import build_model, parameter_counts
 
 BACKUP = "backup"
 BACKUP_STATE = "training_metadata.json"
+TENSORBOARD = "tensorboard"
 
 
 class RunFolderError(UsageError):
@@ -99,6 +101,21 @@ class EpochBackup(keras.callbacks.Callback):
         for old in self.folder.glob("*.weights.h5"):
             if old.name != name:
                 old.unlink()
+
+
+def log_hparams(logdir: Path, config: ModelConfig, recipe: Recipe) -> None:
+    """Records the run's config and recipe for TensorBoard's HParams dashboard.
+
+    With every run folder's `tensorboard/`, `tensorboard --logdir runs` lays runs side by side
+    by their settings and final metrics.
+    """
+    from tensorboard.plugins.hparams import api as hparams
+
+    values = {f"config.{k}": v for k, v in config.to_dict().items()}
+    values.update({f"recipe.{k}": v for k, v in recipe.to_dict().items()})
+    values = {k: str(v) if isinstance(v, list) else v for k, v in values.items()}
+    with tf.summary.create_file_writer(str(logdir / "hparams")).as_default():
+        hparams.hparams(values)
 
 
 def compile_model(model: keras.Model, recipe: Recipe, steps_per_epoch: int) -> keras.Model:
@@ -351,8 +368,12 @@ def _fit_and_write(config, recipe, out, prefix, fit_split, held_out_split, first
                 "rerun with --restart to train from epoch 1, or choose another --out") from None
 
     history_csv = out / "history.csv"
+    if first_epoch == 0:
+        log_hparams(out / TENSORBOARD, config, recipe)
     own = [
         HeldOutCurve(held_out_ds, train_images, prefix),
+        # After HeldOutCurve, so the held-out accuracy and the timings are among its scalars.
+        keras.callbacks.TensorBoard(str(out / TENSORBOARD), write_graph=True, update_freq="epoch"),
         keras.callbacks.CSVLogger(str(history_csv), append=True),
         EpochBackup(out / BACKUP),
     ]

@@ -17,7 +17,7 @@ from app.train import train
 from conftest import ROOT, Interrupt, epochs_seen, stop_at_epoch
 
 RUN_FILES = {"model.keras", "history.csv", "metrics.json", "summary.txt", "provenance.json",
-             "accuracy.png", "loss.png", "parameters.png", ".lock"}
+             "accuracy.png", "loss.png", "parameters.png", "tensorboard", ".lock"}
 
 
 def rows(path):
@@ -55,6 +55,21 @@ def test_quick_run_lowers_the_loss_and_records_metrics(quick_run):
     assert on_disk["final_test_accuracy"] == on_disk["test_accuracy_per_epoch"][-1]
     assert on_disk["wall_seconds"] > 0 and on_disk["train_images_per_second"] > 0
     assert {"python", "tensorflow", "keras", "keras-tuner"} <= set(on_disk["versions"])
+
+
+def test_tensorboard_logs_every_epoch_the_graph_and_the_settings(quick_run):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from tensorboard.util.tensor_util import make_ndarray
+
+    out, metrics = quick_run
+    train_log = EventAccumulator(str(out / "tensorboard" / "train"), size_guidance={"tensors": 0})
+    train_log.Reload()
+    test_accuracy = [float(make_ndarray(e.tensor_proto)) for e in train_log.Tensors("epoch_test_accuracy")]
+    assert test_accuracy == pytest.approx(metrics["test_accuracy_per_epoch"], abs=1e-6)  # one per epoch
+    assert "keras" in train_log.Tags()["tensors"]  # the model's graph (TensorBoard's conceptual view)
+    settings = EventAccumulator(str(out / "tensorboard" / "hparams"))
+    settings.Reload()
+    assert "_hparams_/session_start_info" in settings.PluginTagToContent("hparams")
 
 
 def test_saved_model_reloads_with_identical_predictions(quick_run):
