@@ -103,7 +103,8 @@ def attach(model: bytes, metadata: bytes, files: dict[str, bytes]) -> bytes:
     # Appended, uncompressed: readers find the zip from its end and map files in place.
     with zipfile.ZipFile(packed, "a", compression=zipfile.ZIP_STORED) as archive:
         for name, content in files.items():
-            archive.writestr(name, content)
+            # A fixed date: the same model and labels give the same bytes on every export.
+            archive.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), content)
     return packed.getvalue()
 
 
