@@ -66,11 +66,9 @@ class MissingDataError(TinyError):
 INTERRUPTED = 130
 
 
-def command_line(argv: list[str] | None = None, program: str | None = None) -> str:
+def command_line(argv: list[str] | None = None, program: str = "python -m app") -> str:
     """The command as a user would type it again, e.g. `python -m app train --seed 1`."""
     argv = sys.argv[1:] if argv is None else argv
-    program = program or "python -m " + (sys.modules["__main__"].__spec__.parent
-                                         if getattr(sys.modules["__main__"], "__spec__", None) else "app")
     return " ".join([program, *(shlex.quote(a) for a in argv)])
 
 
