@@ -90,7 +90,7 @@ def build_parser() -> Parser:
                        help="bit-identical runs for a seed (deterministic ops, one thread; slower)")
     add_verbose(train)
 
-    export = commands.add_parser("export", help="export SavedModel + TFLite float32/int8, verified")
+    export = commands.add_parser("export", help="export SavedModel, TFLite float32/int8 and MediaPipe's classifier, verified")
     export.add_argument("--model", default="runs/seed0/model.keras", help="the trained .keras file")
     export.add_argument("--out", default="exported", help="destination folder, replaced whole")
     add_verbose(export)
@@ -99,7 +99,7 @@ def build_parser() -> Parser:
     predict.add_argument("files", nargs="+", metavar="FILE", help="PNG/JPEG images")
     predict.add_argument("--model", default=None, help="the .tflite model (default exported/model_int8.tflite)")
     predict.add_argument("--polarity", choices=("auto", "light-on-dark", "dark-on-light"), default="auto",
-                         help="ink against paper (default auto: detected per image from its border)")
+                         help="ink against paper (default auto: detected per image, see the README)")
     predict.add_argument("--dark-on-light", action="store_true", help=argparse.SUPPRESS)
     predict.add_argument("--json", action="store_true", help="print one JSON object per file")
     predict.add_argument("--top", type=positive_int, default=1, metavar="K", help="show the K likeliest digits")
