@@ -90,7 +90,8 @@ def build_parser() -> Parser:
                        help="bit-identical runs for a seed (deterministic ops, one thread; slower)")
     add_verbose(train)
 
-    export = commands.add_parser("export", help="export SavedModel, TFLite float32/int8 and MediaPipe's classifier, verified")
+    export = commands.add_parser(
+        "export", help="export SavedModel, TFLite float32/int8 and MediaPipe's classifier, verified")
     export.add_argument("--model", default="runs/seed0/model.keras", help="the trained .keras file")
     export.add_argument("--out", default="exported", help="destination folder, replaced whole")
     add_verbose(export)
