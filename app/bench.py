@@ -208,18 +208,10 @@ def tflite_inference(path: Path, image: np.ndarray, repeats: int, batch: int) ->
 
 def mediapipe_inference(path: Path, image: np.ndarray, repeats: int) -> dict:
     """MediaPipe Tasks' `ImageClassifier` latency of one image (an SRGB `mp.Image`)."""
-    import mediapipe as mp
-    from mediapipe.tasks.python import vision
-    from mediapipe.tasks.python.core.base_options import BaseOptions
+    from app.export import mediapipe_classifier, mediapipe_image
 
-    from app.tflog import quiet_native_stderr
-
-    options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)), max_results=1)
-    with quiet_native_stderr():
-        classifier = vision.ImageClassifier.create_from_options(options)
-    rgb = mp.Image(image_format=mp.ImageFormat.SRGB,
-                   data=np.ascontiguousarray(np.repeat(image.astype(np.uint8), 3, axis=-1)))
-    with classifier:
+    rgb = mediapipe_image(image)
+    with mediapipe_classifier(path) as classifier:
         return _latencies(lambda: classifier.classify(rgb), repeats)
 
 

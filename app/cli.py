@@ -130,9 +130,6 @@ def build_parser() -> Parser:
 
 
 def run_train(args) -> int:
-    from app.tflog import import_tensorflow
-
-    import_tensorflow()
     from app.config import ModelConfig, Recipe
     from app.train import make_deterministic, train
 
@@ -168,9 +165,6 @@ def run_train(args) -> int:
 
 
 def run_export(args) -> int:
-    from app.tflog import import_tensorflow
-
-    import_tensorflow()
     from app.export import export
 
     metadata = export(args.model, args.out, command=command_line(args.argv))
@@ -223,9 +217,6 @@ def run_results(args) -> int:
 
 
 def run_realworld(args) -> int:
-    from app.tflog import import_tensorflow
-
-    import_tensorflow()  # TFDS reads MNIST; predict itself never needs TensorFlow
     from app.files import write_text
     from app.litert import TFLiteClassifier
     from app.predict import DEFAULT_MODEL
@@ -242,15 +233,15 @@ def run_realworld(args) -> int:
 
 
 def run_bench(args) -> int:
-    from app.tflog import import_tensorflow
-
-    import_tensorflow()
     from app.bench import bench, markdown
 
     print(markdown(bench(args.run, args.exported, compare=args.compare, quick=args.quick)), end="")
     print(f"wrote {args.run}/bench.json and {args.run}/bench.md")
     return 0
 
+
+# The commands that run TensorFlow (TFDS included); `predict` and `results` never load it.
+NEEDS_TENSORFLOW = {"train", "export", "realworld", "bench"}
 
 COMMANDS = {
     "train": run_train,
@@ -273,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = argv
         if getattr(args, "verbose", False):
             os.environ["TINYMNIST_VERBOSE"] = "1"
+        if args.command in NEEDS_TENSORFLOW:
+            from app.tflog import import_tensorflow
+
+            import_tensorflow()
         return COMMANDS[args.command](args)
 
     return handle(command, argv, resume_hint=resume)

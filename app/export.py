@@ -205,28 +205,38 @@ def evaluate_formats(model, folder: Path, images: np.ndarray, labels: np.ndarray
     return result
 
 
-def mediapipe_classify(path: Path, images: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Classifies gray images given as RGB through MediaPipe Tasks' `ImageClassifier`.
-
-    Returns:
-        The top class index and its category name for each image.
-    """
-    import mediapipe as mp
+def mediapipe_classifier(path: Path):
+    """Opens `path` in MediaPipe Tasks' `ImageClassifier` (top class only), quietly."""
     from mediapipe.tasks.python import vision
     from mediapipe.tasks.python.core.base_options import BaseOptions
 
     from app.tflog import quiet_native_stderr
 
     options = vision.ImageClassifierOptions(base_options=BaseOptions(model_asset_path=str(path)), max_results=1)
-    classes, names = [], []
     with quiet_native_stderr():  # MediaPipe announces its graph and delegate on stderr
-        classifier = vision.ImageClassifier.create_from_options(options)
-    with classifier:
+        return vision.ImageClassifier.create_from_options(options)
+
+
+def mediapipe_image(image: np.ndarray):
+    """A gray image `[28, 28, 1]` (0..255) as the SRGB `mp.Image` an app would pass."""
+    import mediapipe as mp
+
+    rgb = np.ascontiguousarray(np.repeat(image.astype(np.uint8), 3, axis=-1))
+    return mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)
+
+
+def mediapipe_classify(path: Path, images: np.ndarray) -> tuple[np.ndarray, list[str]]:
+    """Classifies gray images given as RGB through MediaPipe Tasks' `ImageClassifier`.
+
+    Returns:
+        The top class index and its category name for each image.
+    """
+    classes, names = [], []
+    with mediapipe_classifier(path) as classifier:
         for image in images:
-            rgb = np.ascontiguousarray(np.repeat(image.astype(np.uint8), 3, axis=-1))
-            top = classifier.classify(mp.Image(image_format=mp.ImageFormat.SRGB, data=rgb)).classifications[0]
-            classes.append(top.categories[0].index)
-            names.append(top.categories[0].category_name)
+            top = classifier.classify(mediapipe_image(image)).classifications[0].categories[0]
+            classes.append(top.index)
+            names.append(top.category_name)
     return np.array(classes), names
 
 

@@ -94,9 +94,9 @@ def examples_picture(folder: Path, classify, path: Path, count: int = 4) -> None
             shown = ImageOps.contain(image.convert("RGB"), (tile, tile))
         pixels = preprocess_file(source)
         digit = int(classify(pixels[None, :, :, None].astype(np.float32))[0].argmax())
-        seen = Image.fromarray(pixels).resize((tile, tile), Image.NEAREST).convert("RGB")
+        model_view = Image.fromarray(pixels).resize((tile, tile), Image.NEAREST).convert("RGB")
         sheet.paste(shown, (2 * tile * i, 0))
-        sheet.paste(seen, (2 * tile * i + tile, 0))
+        sheet.paste(model_view, (2 * tile * i + tile, 0))
         draw.text((2 * tile * i + 4, tile + 6), f"{source.name}: {label}", fill="black")
         draw.text((2 * tile * i + tile + 4, tile + 6), f"model saw this: {digit}", fill="black")
     with atomic_path(path) as tmp:

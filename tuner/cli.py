@@ -18,7 +18,7 @@ import os
 import sys
 from pathlib import Path
 
-from app.cli import Parser, fraction, positive_int
+from app.cli import Parser, add_verbose, fraction, positive_int
 from app.errors import DamagedStateError, Refused, UsageError, command_line, handle
 
 # The settings a search folder is tied to; --trials may grow between runs.
@@ -41,7 +41,7 @@ def build_parser() -> Parser:
     search.add_argument("--dir", default="tuning", help="search state and report folder (default tuning/)")
     search.add_argument("--seed", type=int, default=0, help="seeds sampling and training (default 0)")
     search.add_argument("--quick", action="store_true", help="small slices of the train split: a smoke test")
-    search.add_argument("--verbose", action="store_true", help="show TensorFlow's own log lines")
+    add_verbose(search)
     return parser
 
 
