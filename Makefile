@@ -19,9 +19,17 @@ BUDGET ?= 8000
 TRIALS ?= 30
 TUNE_DIR ?= tuning/budget$(BUDGET)
 
-.PHONY: install train test export predict results realworld bench tune clean
+.PHONY: install train test export predict results realworld bench tune demo screenshot clean
 
 install: $(STAMP)
+
+# The web page's packages (LiteRT.js, and Playwright for the browser test), as locked.
+WEB_STAMP := web/node_modules/.package-lock.json
+PORT ?= 8000
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	touch $(WEB_STAMP)
 
 $(STAMP): requirements.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -50,9 +58,17 @@ bench: $(STAMP)
 tune: $(STAMP)
 	$(PY) -m tuner search --budget $(BUDGET) --trials $(TRIALS) --dir $(TUNE_DIR) --seed $(SEED) $(ARGS)
 
-test: $(STAMP)
+test: $(STAMP) $(WEB_STAMP)
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest $(ARGS)
+
+# Serves web/ (the page, LiteRT.js's wasm and the int8 model) on this machine only; Ctrl-C stops.
+demo: $(WEB_STAMP)
+	@$(PYTHON) web/serve.py --port $(PORT)
+
+# The README's picture of the page: the browser test run with its screenshot kept.
+screenshot: $(STAMP) $(WEB_STAMP)
+	TINYMNIST_SCREENSHOT=results/browser.png $(PY) -m pytest tests/test_web.py -q
 
 clean:
 	rm -rf runs tuning devset .pytest_cache

@@ -1,0 +1,192 @@
+"""The web page in a real headless Chromium: LiteRT.js parity, the contract in JS, drawing.
+
+One browser session (web/test/drive.mjs) classifies 200 MNIST test images, 50 photos and
+50 pen digits of the development set, a blank image and a non-image, and three digits drawn
+with pointer strokes; the tests below compare its answers with Python's.
+"""
+
+import base64
+import functools
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT
+
+WEB = ROOT / "web"
+MODEL = ROOT / "exported" / "model_int8.tflite"
+MNIST_IMAGES = 200
+PHOTOS = 50
+
+# Strokes in 0..1 of the canvas, drawn with the mouse (pointer events) as a user would.
+DRAWINGS = {
+    "1": [[(0.52, 0.12), (0.50, 0.50), (0.48, 0.88)]],
+    "7": [[(0.25, 0.18), (0.75, 0.18), (0.60, 0.50), (0.45, 0.88)]],
+    "0": [[(0.5 + 0.22 * np.sin(t), 0.5 - 0.36 * np.cos(t)) for t in np.linspace(0, 2 * np.pi, 25)]],
+}
+
+
+def chromium() -> str:
+    path = os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+    if not path:
+        pytest.fail("the browser test needs Chromium: apt-get install -y chromium (or set CHROMIUM=/path/to/chrome)")
+    return path
+
+
+class QuietHandler(SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Runs the page once over every input; returns (request inputs, Python's answers, browser's)."""
+    from app import data, devset
+
+    if not (WEB / "node_modules" / "@litertjs" / "core").is_dir():
+        pytest.fail("web/node_modules is missing: run `make test` (it runs `npm ci` in web/)")
+    tmp = tmp_path_factory.mktemp("web")
+
+    images, labels = data.in_memory(data.load_split(f"test[:{MNIST_IMAGES}]"))
+    mnist = images.numpy()[..., 0]
+
+    folder = devset.write(tmp / "devset", "dev", limit=PHOTOS)
+    files = [path for path, *_ in devset.read_labels(folder)]
+    blank = tmp / "blank.png"
+    Image.new("L", (64, 64), 230).save(blank)
+    not_image = tmp / "notes.png"
+    not_image.write_text("not a picture")
+
+    out = subprocess.run(
+        [sys.executable, "-m", "app", "predict", "--json", "--model", MODEL, "--save-preprocessed", tmp / "seen",
+         *files],
+        cwd=ROOT, capture_output=True, text=True, timeout=300)
+    # predict answers each file with a JSON line: a digit, or an error (and then exits 3).
+    answers = {Path(item["file"]).name: item for item in map(json.loads, out.stdout.splitlines())}
+    refused = {name: item["error"] for name, item in answers.items() if "error" in item}
+    predicted = {name: item for name, item in answers.items() if "error" not in item}
+    assert out.returncode == (3 if refused else 0), out.stderr
+    assert len(answers) == len(files) and len(refused) < len(files) // 10
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(WEB)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    screenshot = Path(os.environ.get("TINYMNIST_SCREENSHOT", tmp / "page.png")).resolve()
+    request = {
+        "url": f"http://127.0.0.1:{server.server_address[1]}/",
+        "mnist": mnist.reshape(len(mnist), -1).tolist(),
+        "images": [{"name": p.name, "base64": base64.b64encode(p.read_bytes()).decode()}
+                   for p in [*files, blank, not_image]],
+        "drawings": [[[list(map(float, point)) for point in stroke] for stroke in strokes]
+                     for strokes in DRAWINGS.values()],
+        "screenshot": str(screenshot),
+    }
+    (tmp / "request.json").write_text(json.dumps(request))
+    try:
+        run = subprocess.run(["node", "test/drive.mjs", tmp / "request.json", tmp / "result.json"], cwd=WEB,
+                             env={**os.environ, "CHROMIUM": chromium()}, capture_output=True, text=True, timeout=300)
+    finally:
+        server.shutdown()
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads((tmp / "result.json").read_text())
+    return {"mnist_images": mnist, "files": files, "predicted": predicted, "refused": refused, "seen": tmp / "seen",
+            "screenshot": screenshot, **result}
+
+
+def test_browser_int8_output_bytes_equal_python_litert(browser):
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(MODEL))
+    interpreter.allocate_tensors()
+    given, taken = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    expected = []
+    for image in browser["mnist_images"]:
+        interpreter.set_tensor(given["index"], image[None, :, :, None])
+        interpreter.invoke()
+        expected.append(interpreter.get_tensor(taken["index"])[0])
+    assert np.array_equal(np.array(browser["mnist"], np.uint8), np.array(expected))
+    assert len(expected) == MNIST_IMAGES
+    # The page's digit must be the likeliest one of real answers, not a constant.
+    assert (np.argmax(expected, axis=1) == np.argmax(browser["mnist"], axis=1)).all()
+    assert len(set(np.argmax(expected, axis=1))) == 10
+
+
+def test_int8_model_takes_pixels_and_gives_probabilities_in_256ths():
+    """web/tinymnist.js reads the int8 model's input as raw pixels and its output as byte / 256."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(MODEL))
+    given, taken = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
+    assert list(given["shape"]) == [1, 28, 28, 1] and given["dtype"] == np.uint8
+    assert given["quantization"] == (1.0, 0)
+    assert taken["dtype"] == np.uint8 and taken["quantization"] == (1 / 256, 0)
+    assert "OUTPUT_SCALE = 1 / 256" in (WEB / "tinymnist.js").read_text()
+
+
+def test_contract_in_javascript_agrees_with_predict(browser):
+    answers = {item["name"]: item for item in browser["images"]}
+    photos = [p for p in browser["files"] if p.name.startswith("photo_")]
+    assert len(photos) >= PHOTOS
+    close = total = 0
+    for path in browser["files"]:
+        answer = answers[path.name]
+        if path.name in browser["refused"]:  # both runtimes refuse it, for the same reason
+            assert answer.get("error") == browser["refused"][path.name], path.name
+            continue
+        assert "error" not in answer, f"{path.name}: {answer.get('error')}"
+        assert answer["digit"] == browser["predicted"][path.name]["digit"], path.name
+        assert abs(sum(answer["probabilities"]) - 1) < 0.02
+        python = np.asarray(Image.open(browser["seen"] / f"{path.name}.png"), np.int16)
+        javascript = np.array(answer["pixels"], np.int16).reshape(28, 28)
+        close += int((np.abs(python - javascript) <= 1).sum())
+        total += python.size
+    assert close / total >= 0.99, f"only {close / total:.4f} of the pixels within one grey level"
+
+
+def test_page_rejects_blank_and_non_images_with_a_message(browser):
+    answers = {item["name"]: item for item in browser["images"]}
+    assert answers["blank.png"]["error"] == "no digit found (blank or uniform image)"
+    assert answers["notes.png"]["error"] == "not an image (the browser cannot decode it)"
+
+
+def test_drawn_digits_are_read(browser):
+    assert browser["drawings"] == list(DRAWINGS)
+
+
+def test_page_runs_without_errors_and_leaves_a_screenshot(browser):
+    # LiteRT's wasm logs its start-up (INFO/WARNING) as console errors; anything else is ours.
+    own = [e for e in browser["errors"] if not re.match(r"(INFO|WARNING): ", e)]
+    assert own == []
+    with Image.open(browser["screenshot"]) as shot:
+        assert shot.size == (800, 560)
+
+
+def test_javascript_constants_equal_python():
+    from app import preprocess
+
+    source = (WEB / "preprocess.js").read_text()
+    constants = dict(re.findall(r"^export const ([A-Z_]+) = ([\d._]+);", source, re.M))
+    python = {name: getattr(preprocess, name) for name in constants}
+    assert {k: float(v.replace("_", "")) for k, v in constants.items()} == python
+    names = re.findall(r"^([A-Z_]+) = ", Path(preprocess.__file__).read_text(), re.M)
+    assert sorted(constants) == sorted(names) and len(names) == 19
+
+
+def test_javascript_module_imports_resolve_locally():
+    """Offline: the import map and every URL point into web/, never to a CDN."""
+    html = (WEB / "index.html").read_text()
+    imports = json.loads(re.search(r'<script type="importmap">(.*?)</script>', html, re.S).group(1))["imports"]
+    for target in imports.values():
+        assert (WEB / target).is_file(), target
+    for path in WEB.glob("*.js"):
+        assert "http" not in re.sub(r"^\s*//.*$", "", path.read_text(), flags=re.M), path.name
+    assert (WEB / "model_int8.tflite").resolve() == MODEL.resolve()

@@ -1,0 +1,421 @@
+// The preprocessing contract in JavaScript: any decoded image to the model's 28x28 input.
+//
+// This is the README's "Preprocessing contract", step for step, with the same constants as
+// app/preprocess.py (a test compares the two lists). Arrays that are float32 in Python are
+// Float32Arrays here and every elementwise operation is rounded to float32 (Math.fround),
+// so both runtimes see the same numbers; what cannot be bit-identical (the order of long
+// sums, a JPEG decoder) moves a pixel by at most one grey level.
+//
+// Step 1 (refusing huge images) and the decoding of step 2 happen in tinymnist.js, where
+// the browser decodes the file; everything from here on is plain arrays, no DOM.
+
+export const SIZE = 28; // the model's input side
+export const BOX = 20; // the digit's longer side, as MNIST fitted it
+export const CENTRE = 14.0; // where MNIST's centres of mass sit (row and column)
+export const MAX_PIXELS = 64_000_000; // a 48-megapixel phone photo passes; a bomb does not
+export const WORK_SIDE = 256; // images are box-reduced until their longer side is at most this
+export const LIGHT_BACKGROUND = 128; // alpha: visible pixels at least this light go over black
+export const FLAT_BORDER = 16; // a border whose 10th-90th percentile spread is at most this is flat
+export const POLARITY_WINDOW = 0.5; // the box mean polarity is judged against, share of the side
+export const POLARITY_PERCENTILE = 0.5; // the darkest and lightest residuals are these percentiles
+export const BG_FRACTION = 0.4; // the background's opening is this share of the longer side wide
+export const MIN_LIGHT = 16.0; // the least paper light divided by
+export const NOISE_MADS = 2.0; // the noise floor: the paper's median plus this many scaled MADs
+export const PEAK_PERCENTILE = 99.5; // the brightest pixels' level, for telling strokes from paper
+export const INK_PERCENTILE = 80; // the ink level: this percentile of the strokes
+export const MIN_CONTRAST = 12; // a peak or ink level less than this above the floor is no digit
+export const SPECK_LEVEL = 64; // pixels above this (after the stretch) form the components
+export const SPECK_FRACTION = 0.1; // components smaller than this share of the largest are specks
+export const HALO = 3; // pixels kept around the kept components (the strokes' soft edges)
+export const MIN_DIGIT_PIXELS = 6; // the largest component must have at least this many pixels
+
+const f32 = Math.fround;
+
+/** The image holds no digit to classify (blank, uniform, or only noise). */
+export class NoDigitError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "NoDigitError";
+  }
+}
+
+/** A gray image: float32 levels 0..255, row-major. */
+export class Gray {
+  constructor(data, width, height) {
+    this.data = data;
+    this.width = width;
+    this.height = height;
+  }
+}
+
+// --- step 2: box reduction, exactly as Pillow's Image.reduce -------------------------------
+
+// Pillow divides a block's sum (plus half the block) by multiplying with 2^32 / (256 n),
+// computed in single precision, and shifting right by 24.
+function multiplier(n) {
+  return Math.trunc(f32(f32(2 ** 32) / f32(256 * n)));
+}
+
+/** Pillow's `reduce(factor)` of RGBA bytes; premultiplied by alpha as Pillow does for RGBA. */
+export function reduceRGBA(rgba, width, height, factor) {
+  if (factor <= 1) return { rgba, width, height };
+  const transparent = hasTransparency(rgba);
+  const source = transparent ? premultiply(rgba) : rgba;
+  const outW = Math.ceil(width / factor), outH = Math.ceil(height / factor);
+  const out = new Uint8ClampedArray(outW * outH * 4);
+  for (let y = 0; y < outH; y++) {
+    const y1 = Math.min((y + 1) * factor, height);
+    for (let x = 0; x < outW; x++) {
+      const x1 = Math.min((x + 1) * factor, width);
+      const n = (y1 - y * factor) * (x1 - x * factor);
+      const m = multiplier(n), amend = Math.floor(n / 2);
+      for (let c = 0; c < 4; c++) {
+        let sum = amend;
+        for (let yy = y * factor; yy < y1; yy++) {
+          for (let xx = x * factor; xx < x1; xx++) sum += source[(yy * width + xx) * 4 + c];
+        }
+        // (sum * m) stays below 2^32, so the product and the shift are exact in doubles.
+        out[(y * outW + x) * 4 + c] = Math.floor((sum * m) / 2 ** 24);
+      }
+    }
+  }
+  return { rgba: transparent ? unpremultiply(out) : out, width: outW, height: outH };
+}
+
+function hasTransparency(rgba) {
+  for (let i = 3; i < rgba.length; i += 4) if (rgba[i] < 255) return true;
+  return false;
+}
+
+function premultiply(rgba) {
+  const out = new Uint8ClampedArray(rgba.length);
+  for (let i = 0; i < rgba.length; i += 4) {
+    const alpha = rgba[i + 3];
+    for (let c = 0; c < 3; c++) {
+      const t = rgba[i + c] * alpha + 128; // Pillow's MULDIV255
+      out[i + c] = ((t >> 8) + t) >> 8;
+    }
+    out[i + 3] = alpha;
+  }
+  return out;
+}
+
+function unpremultiply(rgba) {
+  const out = new Uint8ClampedArray(rgba.length);
+  for (let i = 0; i < rgba.length; i += 4) {
+    const alpha = rgba[i + 3];
+    for (let c = 0; c < 3; c++) out[i + c] = alpha === 0 ? 0 : Math.min(255, Math.floor((255 * rgba[i + c]) / alpha));
+    out[i + 3] = alpha;
+  }
+  return out;
+}
+
+// --- steps 3 and 4: alpha and gray ---------------------------------------------------------
+
+/** Steps 3 and 4: RGBA bytes to gray levels, transparency composited against the ink. */
+export function toGray(rgba, width, height) {
+  const n = width * height;
+  const gray = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    // ITU-R 601 luma in Pillow's fixed point.
+    gray[i] = (rgba[4 * i] * 19595 + rgba[4 * i + 1] * 38470 + rgba[4 * i + 2] * 7471 + 0x8000) >> 16;
+  }
+  if (!hasTransparency(rgba)) return new Gray(gray, width, height);
+  const alpha = new Float32Array(n);
+  let visible = 0, weighted = 0;
+  for (let i = 0; i < n; i++) {
+    alpha[i] = f32(rgba[4 * i + 3] / 255);
+    visible += alpha[i];
+    weighted += f32(gray[i] * alpha[i]);
+  }
+  // The visible pixels' colour decides the backdrop: light ink goes on black, dark on white.
+  const inkLevel = visible > 0 ? weighted / visible : 0;
+  const backdrop = inkLevel >= LIGHT_BACKGROUND ? 0 : 255;
+  for (let i = 0; i < n; i++) gray[i] = f32(f32(gray[i] * alpha[i]) + f32(backdrop * f32(1 - alpha[i])));
+  return new Gray(gray, width, height);
+}
+
+// --- numpy's statistics ----------------------------------------------------------------------
+
+function sorted(values) {
+  return Float32Array.from(values).sort();
+}
+
+/** numpy.percentile (linear interpolation) of an ascending array. */
+function percentileSorted(s, q) {
+  const index = (q / 100) * (s.length - 1);
+  const lo = Math.floor(index), hi = Math.min(lo + 1, s.length - 1), t = index - lo;
+  const d = s[hi] - s[lo];
+  return t >= 0.5 ? s[hi] - d * (1 - t) : s[lo] + d * t;
+}
+
+function median(values) {
+  const s = sorted(values), mid = s.length >> 1;
+  return s.length % 2 ? s[mid] : f32((s[mid - 1] + s[mid]) / 2);
+}
+
+// --- separable filters with edges repeated (scipy's mode="nearest") -------------------------
+
+function alongAxes(gray, filter1d) {
+  const { width, height } = gray;
+  let data = gray.data;
+  // Columns (axis 0) first, then rows (axis 1), as scipy.ndimage does.
+  const cols = new Float32Array(data.length), line = new Float64Array(height);
+  for (let x = 0; x < width; x++) {
+    for (let y = 0; y < height; y++) line[y] = data[y * width + x];
+    const out = filter1d(line);
+    for (let y = 0; y < height; y++) cols[y * width + x] = out[y];
+  }
+  data = cols;
+  const rows = new Float32Array(data.length);
+  for (let y = 0; y < height; y++) rows.set(filter1d(Float64Array.from(data.subarray(y * width, (y + 1) * width))), y * width);
+  return new Gray(rows, width, height);
+}
+
+function extended(line, before, after) {
+  const n = line.length, out = new Float64Array(n + before + after);
+  for (let i = 0; i < out.length; i++) out[i] = line[Math.min(Math.max(i - before, 0), n - 1)];
+  return out;
+}
+
+function uniform1d(size) {
+  const half = size >> 1;
+  return (line) => {
+    const ext = extended(line, half, size - half - 1), out = new Float64Array(line.length);
+    let sum = 0;
+    for (let i = 0; i < size; i++) sum += ext[i];
+    sum /= size;
+    out[0] = sum;
+    for (let i = 1; i < line.length; i++) {
+      sum += (ext[i + size - 1] - ext[i - 1]) / size;
+      out[i] = sum;
+    }
+    return out;
+  };
+}
+
+function extreme1d(size, pick) {
+  const half = size >> 1;
+  return (line) => {
+    const ext = extended(line, half, size - half - 1), out = new Float64Array(line.length);
+    // A monotonic queue of candidate indices: each value enters and leaves once.
+    const queue = new Int32Array(ext.length);
+    let head = 0, tail = 0;
+    for (let i = 0; i < ext.length; i++) {
+      while (tail > head && pick(ext[i], ext[queue[tail - 1]])) tail--;
+      queue[tail++] = i;
+      if (queue[head] <= i - size) head++;
+      if (i >= size - 1) out[i - size + 1] = ext[queue[head]];
+    }
+    return out;
+  };
+}
+
+// --- step 5: polarity ------------------------------------------------------------------------
+
+function border(gray) {
+  const { data, width: w, height: h } = gray;
+  if (Math.min(w, h) < 3) return Float32Array.from(data);
+  const ring = [];
+  for (let x = 0; x < w; x++) ring.push(data[x]);
+  for (let x = 0; x < w; x++) ring.push(data[(h - 1) * w + x]);
+  for (let y = 1; y < h - 1; y++) ring.push(data[y * w]);
+  for (let y = 1; y < h - 1; y++) ring.push(data[y * w + w - 1]);
+  return Float32Array.from(ring);
+}
+
+function oddWindow(fraction, gray) {
+  return Math.max(3, Math.trunc(fraction * Math.max(gray.width, gray.height)) | 1);
+}
+
+/** Step 5: "dark-on-light" when the ink is darker than the paper, else "light-on-dark". */
+export function polarityOf(gray) {
+  const ring = sorted(border(gray));
+  const residual = new Float32Array(gray.data.length);
+  if (percentileSorted(ring, 90) - percentileSorted(ring, 10) <= FLAT_BORDER) {
+    const paper = f32(median(ring));
+    for (let i = 0; i < residual.length; i++) residual[i] = f32(gray.data[i] - paper);
+  } else {
+    const mean = alongAxes(gray, uniform1d(oddWindow(POLARITY_WINDOW, gray))).data;
+    for (let i = 0; i < residual.length; i++) residual[i] = f32(gray.data[i] - mean[i]);
+  }
+  const s = sorted(residual);
+  const darkest = percentileSorted(s, POLARITY_PERCENTILE), lightest = percentileSorted(s, 100 - POLARITY_PERCENTILE);
+  return -darkest > lightest ? "dark-on-light" : "light-on-dark";
+}
+
+// --- steps 6 to 8: background, contrast, specks --------------------------------------------
+
+/** Step 6: the paper's level under every pixel, a grey opening wider than any stroke. */
+export function background(ink) {
+  const size = oddWindow(BG_FRACTION, ink);
+  const eroded = alongAxes(ink, extreme1d(size, (a, b) => a <= b));
+  return alongAxes(eroded, extreme1d(size, (a, b) => a >= b));
+}
+
+/** Steps 6 to 8: paper to 0, ink to 255, specks and noise removed. Throws NoDigitError. */
+export function normalise(ink, darkInk = false) {
+  const { width, height } = ink;
+  const n = width * height;
+  const paper = background(ink).data;
+  let values = new Float32Array(n);
+  for (let i = 0; i < n; i++) values[i] = Math.min(Math.max(f32(ink.data[i] - paper[i]), 0), 255);
+  if (darkInk) {
+    // Light falls on ink and paper alike: ink in a shadow keeps its contrast.
+    for (let i = 0; i < n; i++) values[i] = f32(values[i] * f32(255 / Math.max(f32(255 - paper[i]), MIN_LIGHT)));
+  }
+  // The ink covers a minority of the pixels, so their median and MAD are the paper's noise.
+  const middle = median(values);
+  const deviations = new Float32Array(n);
+  for (let i = 0; i < n; i++) deviations[i] = Math.abs(f32(values[i] - middle));
+  const floor = middle + NOISE_MADS * 1.4826 * median(deviations);
+  const peak = percentileSorted(sorted(values), PEAK_PERCENTILE);
+  const cut = (floor + peak) / 2;
+  const strokes = values.filter((v) => v > cut);
+  if (strokes.length === 0 || peak - floor < MIN_CONTRAST) throw new NoDigitError("no digit found (blank or uniform image)");
+  const level = percentileSorted(strokes.sort(), INK_PERCENTILE);
+  if (level - floor < MIN_CONTRAST) throw new NoDigitError("no digit found (blank or uniform image)");
+  const floor32 = f32(floor), gain32 = f32(255 / (level - floor));
+  for (let i = 0; i < n; i++) values[i] = Math.min(Math.max(f32(f32(values[i] - floor32) * gain32), 0), 255);
+
+  const { labels, sizes } = components(values, width, height);
+  // A shadow's edge or a corner of the desk reaches the border; a framed digit does not.
+  const inside = sizes.slice();
+  const onEdge = (i) => { if (labels[i]) inside[labels[i] - 1] = 0; };
+  for (let x = 0; x < width; x++) { onEdge(x); onEdge((height - 1) * width + x); }
+  for (let y = 0; y < height; y++) { onEdge(y * width); onEdge(y * width + width - 1); }
+  const chosen = maxOf(inside) >= MIN_DIGIT_PIXELS ? inside : sizes;
+  const largest = maxOf(chosen);
+  if (largest < MIN_DIGIT_PIXELS) throw new NoDigitError("no digit found (only specks or noise)");
+  let kept = new Gray(new Float32Array(n), width, height);
+  for (let i = 0; i < n; i++) if (labels[i] && chosen[labels[i] - 1] >= SPECK_FRACTION * largest) kept.data[i] = 1;
+  if (HALO) kept = alongAxes(kept, extreme1d(2 * HALO + 1, (a, b) => a >= b)); // HALO 8-connected steps
+  values = values.map((v, i) => (kept.data[i] ? v : 0));
+  return new Gray(values, width, height);
+}
+
+function maxOf(values) {
+  return values.reduce((a, b) => Math.max(a, b), 0);
+}
+
+/** 8-connected components of the pixels above SPECK_LEVEL: labels (1-based) and sizes. */
+function components(values, width, height) {
+  const labels = new Int32Array(values.length), sizes = [];
+  const stack = [];
+  for (let start = 0; start < values.length; start++) {
+    if (labels[start] || !(values[start] > SPECK_LEVEL)) continue;
+    const label = sizes.length + 1;
+    let size = 0;
+    labels[start] = label;
+    stack.push(start);
+    while (stack.length) {
+      const i = stack.pop(), y = Math.floor(i / width), x = i - y * width;
+      size++;
+      for (let dy = -1; dy <= 1; dy++) {
+        for (let dx = -1; dx <= 1; dx++) {
+          const yy = y + dy, xx = x + dx, j = yy * width + xx;
+          if (yy < 0 || yy >= height || xx < 0 || xx >= width || labels[j] || !(values[j] > SPECK_LEVEL)) continue;
+          labels[j] = label;
+          stack.push(j);
+        }
+      }
+    }
+    sizes.push(size);
+  }
+  return { labels, sizes };
+}
+
+// --- steps 9 and 10: fit and centre ----------------------------------------------------------
+
+const roundHalfUp = (x) => Math.floor(x + 0.5);
+
+/** Area resampling along one axis: each output pixel averages the source span it covers. */
+function areaWeights(m, n) {
+  const step = m / n, weights = [];
+  for (let i = 0; i < n; i++) {
+    const lo = i * step, hi = (i + 1) * step, row = new Float64Array(m);
+    let total = 0;
+    for (let j = 0; j < m; j++) {
+      row[j] = Math.max(Math.min(hi, j + 1) - Math.max(lo, j), 0);
+      total += row[j];
+    }
+    for (let j = 0; j < m; j++) row[j] /= total;
+    weights.push(row);
+  }
+  return weights;
+}
+
+function areaResize(crop, cropH, cropW, h, w) {
+  const wy = areaWeights(cropH, h), wx = areaWeights(cropW, w);
+  const tall = new Float64Array(h * cropW);
+  for (let i = 0; i < h; i++) {
+    for (let x = 0; x < cropW; x++) {
+      let sum = 0;
+      for (let j = 0; j < cropH; j++) sum += wy[i][j] * crop[j * cropW + x];
+      tall[i * cropW + x] = sum;
+    }
+  }
+  const out = new Float64Array(h * w);
+  for (let y = 0; y < h; y++) {
+    for (let i = 0; i < w; i++) {
+      let sum = 0;
+      for (let j = 0; j < cropW; j++) sum += wx[i][j] * tall[y * cropW + j];
+      out[y * w + i] = sum;
+    }
+  }
+  return out;
+}
+
+/** Steps 9 and 10: crops the ink, fits it into BOX, centres it by mass in SIZE x SIZE. */
+export function fitAndCentre(values) {
+  const { data, width, height } = values;
+  let top = height, bottom = -1, left = width, right = -1;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if (data[y * width + x] !== 0) {
+        top = Math.min(top, y); bottom = Math.max(bottom, y);
+        left = Math.min(left, x); right = Math.max(right, x);
+      }
+    }
+  }
+  const cropH = bottom - top + 1, cropW = right - left + 1;
+  const crop = new Float64Array(cropH * cropW);
+  for (let y = 0; y < cropH; y++) for (let x = 0; x < cropW; x++) crop[y * cropW + x] = data[(top + y) * width + left + x];
+  const scale = BOX / Math.max(cropH, cropW);
+  const h = Math.max(1, roundHalfUp(cropH * scale)), w = Math.max(1, roundHalfUp(cropW * scale));
+  const digit = h === cropH && w === cropW ? crop : areaResize(crop, cropH, cropW, h, w);
+  let mass = 0, rowMass = 0, colMass = 0;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const v = digit[y * w + x];
+      mass += v; rowMass += y * v; colMass += x * v;
+    }
+  }
+  let row = (SIZE - h) >> 1, col = (SIZE - w) >> 1;
+  const dy = roundHalfUp(CENTRE - (row + rowMass / mass)), dx = roundHalfUp(CENTRE - (col + colMass / mass));
+  // Keep the whole digit in the frame.
+  row = Math.min(Math.max(row + dy, 0), SIZE - h);
+  col = Math.min(Math.max(col + dx, 0), SIZE - w);
+  const frame = new Uint8Array(SIZE * SIZE);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) frame[(row + y) * SIZE + col + x] = Math.min(Math.max(roundHalfUp(digit[y * w + x]), 0), 255);
+  }
+  return frame;
+}
+
+// --- the whole contract ----------------------------------------------------------------------
+
+/** Steps 5 to 10: a gray image to the model's input, uint8 [28 * 28], light digit on black. */
+export function preprocessGray(gray, polarity = "auto") {
+  if (polarity === "auto") polarity = polarityOf(gray);
+  const darkInk = polarity === "dark-on-light";
+  const ink = darkInk ? new Gray(gray.data.map((v) => f32(255 - v)), gray.width, gray.height) : gray;
+  return fitAndCentre(normalise(ink, darkInk));
+}
+
+/** Steps 2 (the reduction) to 10 for decoded RGBA bytes, such as a canvas's ImageData. */
+export function preprocessRGBA(rgba, width, height, polarity = "auto") {
+  const factor = Math.ceil(Math.max(width, height) / WORK_SIDE);
+  const reduced = reduceRGBA(rgba, width, height, factor);
+  return preprocessGray(toGray(reduced.rgba, reduced.width, reduced.height), polarity);
+}
