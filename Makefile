@@ -46,8 +46,9 @@ export: $(STAMP)
 predict: $(STAMP)
 	$(PY) -m app predict $(ARGS) $(FILES)
 
+# The default recipe on seeds 0-9 into runs/results/ (finished seeds are kept), and the table.
 results: $(STAMP)
-	$(PY) -m app results $(sort $(wildcard runs/seed*))
+	$(PY) -m app results $(ARGS)
 
 realworld: $(STAMP)
 	$(PY) -m app realworld $(ARGS)

@@ -107,12 +107,19 @@ def build_parser() -> Parser:
     predict.add_argument("--save-preprocessed", metavar="DIR", default=None,
                          help="write the 28x28 image the model saw, as DIR/<file>.png")
 
-    results = commands.add_parser("results", help="print a Markdown table of finished runs")
-    results.add_argument("runs", nargs="+", metavar="RUN", help="run folders (with metrics.json)")
+    results = commands.add_parser(
+        "results", help="train the default recipe on seeds 0-9 (resumable) and write their table")
+    results.add_argument("runs", nargs="*", metavar="RUN",
+                         help="only print the table of these finished run folders (trains nothing)")
+    results.add_argument("--root", default="runs/results", help="where the seed runs go (default runs/results)")
+    results.add_argument("--seeds", type=positive_int, default=10, help="seeds 0 to N-1 (default 10)")
+    results.add_argument("--out", default="results/seeds.md", help="the table (default results/seeds.md)")
+    add_verbose(results)
 
     realworld = commands.add_parser("realworld", help="score predict on the development set and on MNIST files")
     realworld.add_argument("--devset", default="devset", help="the development set's folder (written if missing)")
-    realworld.add_argument("--parts", nargs="+", default=["dev", "heldout"], choices=("dev", "heldout"))
+    realworld.add_argument("--parts", nargs="+", default=["dev", "heldout", "final"],
+                           choices=("dev", "heldout", "final"))
     realworld.add_argument("--seed", type=int, default=0, help="the set's seed (default 0)")
     realworld.add_argument("--model", default=None, help="the .tflite model (default exported/model_int8.tflite)")
     realworld.add_argument("--no-mnist", action="store_true", help="skip the MNIST-unchanged check")
@@ -200,19 +207,18 @@ def run_predict(args) -> int:
 
 
 def run_results(args) -> int:
-    print("| seed | parameters | epochs | final test accuracy | best-epoch test accuracy (info only) "
-          "| wall time | command |")
-    print("|---:|---:|---:|---:|---:|---:|---|")
-    for run in args.runs:
-        path = Path(run) / "metrics.json"
-        m = read_json(str(path), "metrics")
-        if "final_test_accuracy" not in m:
-            raise UsageError(f"{run} is a validation run, it has no test accuracy; give test runs only")
-        command = read_json(str(Path(run) / "provenance.json"), "provenance").get("command") \
-            if (Path(run) / "provenance.json").exists() else f"make train SEED={m['seed']}"
-        print(f"| {m['seed']} | {m['parameters']['total']:,} | {m['epochs']} | "
-              f"{100 * m['final_test_accuracy']:.2f}% | {100 * m['best_epoch_test_accuracy']:.2f}% | "
-              f"{m['wall_seconds'] / 60:.1f} min | `{command}` |")
+    from app import results
+
+    if args.runs:
+        print(results.table([Path(run) for run in args.runs], read_json), end="")
+        return 0
+    from app.tflog import import_tensorflow
+
+    import_tensorflow()
+    runs = results.seed_runs(args.root, range(args.seeds))
+    results.train_missing(args.root, range(args.seeds))
+    print(results.write(runs, args.out, command_line(args.argv), read_json), end="")
+    print(f"wrote {args.out} and {Path(args.out).with_suffix('')}/seedN/history.csv")
     return 0
 
 
@@ -240,7 +246,8 @@ def run_bench(args) -> int:
     return 0
 
 
-# The commands that run TensorFlow (TFDS included); `predict` and `results` never load it.
+# The commands that run TensorFlow (TFDS included); `predict` never loads it, `results` only
+# when it trains.
 NEEDS_TENSORFLOW = {"train", "export", "realworld", "bench"}
 
 COMMANDS = {

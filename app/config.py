@@ -93,7 +93,8 @@ class Recipe:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.0
     shift: float = 0.08
-    rotation: float = 0.02
+    rotation: float = 0.033
+    stroke: float = 0.4
     seed: int = 0
     steps_per_execution: int = 8
 

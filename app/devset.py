@@ -8,9 +8,11 @@ Two kinds, both polarities, in two parts with disjoint sources and seeds:
 - `pen`: the UCI pen digits that ship with scikit-learn (`load_digits`, 8x8, other writers),
   upscaled onto a margin, half dark ink on white, half light on black.
 
-`dev/` is for tuning the preprocessing constants; `heldout/` is only for reporting. The
-photo digits come from the MNIST test split (the model never trained on them): test images
-0-1999 for `dev`, 5000-6999 for `heldout`; the pen digits are split in halves.
+`dev/` is for tuning the preprocessing constants and the training recipe; `heldout/` and
+`final/` are only for reporting. The photo digits come from the MNIST test split (the model
+never trained on them): test images 0-1999 for `dev`, 5000-6999 for `heldout`, 7000-8999 for
+`final`; the pen digits are split in halves (there are only 1,797), so `final` renders the
+second half again with its own seed: new pictures of digits `heldout` also holds.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ PARTS = {
     # part: (seed offset, MNIST test slice, which half of the pen digits)
     "dev": (0, slice(0, 2000), 0),
     "heldout": (1, slice(5000, 7000), 1),
+    "final": (2, slice(7000, 9000), 1),
 }
 
 
@@ -96,11 +99,11 @@ def pen(digit: np.ndarray, rng: np.random.Generator, dark_on_light: bool) -> Ima
 
 
 def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -> Path:
-    """Writes one part of the set (`dev` or `heldout`) with `labels.csv`; returns its folder.
+    """Writes one part of the set (`dev`, `heldout` or `final`) with `labels.csv`; returns its folder.
 
     Args:
         out: the set's folder (`out/part/` is written).
-        part: "dev" or "heldout".
+        part: "dev", "heldout" or "final".
         seed: the base seed; each part adds its own offset.
         limit: at most this many images of each kind (a smoke test); None for all.
     """

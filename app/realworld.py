@@ -103,7 +103,7 @@ def examples_picture(folder: Path, classify, path: Path, count: int = 4) -> None
         sheet.save(tmp, format="PNG")
 
 
-def realworld(model: str | Path, devset: str | Path = "devset", parts=("dev", "heldout"), seed: int = 0,
+def realworld(model: str | Path, devset: str | Path = "devset", parts=("dev", "heldout", "final"), seed: int = 0,
               mnist: bool = True) -> dict:
     """Scores `predict` on each part of the development set (written when missing) and MNIST.
 

@@ -124,3 +124,18 @@ def test_a_resumed_run_sees_its_own_epoch_not_epoch_0_again(test_slice):
     assert sum(int(b[1].shape[0]) for b in resumed) == 256  # every image once per epoch
     labels = np.concatenate([b[1].numpy() for b in resumed])
     np.testing.assert_array_equal(np.sort(labels), np.sort(np.concatenate([b[1].numpy() for b in passes[0]])))
+
+
+def test_random_stroke_thickens_and_thins_within_its_range():
+    import tensorflow as tf
+
+    bar = np.zeros((64, 28, 28, 1), np.float32)
+    bar[:, 8:20, 12:16] = 255.0  # 12 x 4 pixels of ink
+    out = data.random_stroke(tf.constant(bar), [3, 4], 0.5).numpy()
+    ink = out.sum(axis=(1, 2, 3)) / bar[0].sum()
+    # A full 3x3 dilation grows the bar to 14 x 6 (1.75x the ink), an erosion shrinks it to
+    # 10 x 2 (0.4167x); at most half of either way is taken.
+    assert 1 - 0.5 * (1 - 20 / 48) - 1e-5 <= ink.min() < 0.85
+    assert 1.15 < ink.max() <= 1 + 0.5 * (84 / 48 - 1) + 1e-5
+    assert np.array_equal(data.random_stroke(tf.constant(bar), [3, 4], 0.0).numpy(), bar)
+    assert np.array_equal(out, data.random_stroke(tf.constant(bar), [3, 4], 0.5).numpy())

@@ -18,6 +18,11 @@ def test_parts_are_reproducible_labelled_and_disjoint(tmp_path):
         assert path.read_bytes() == twin.read_bytes()  # the seed decides every pixel
     held_rows = devset.read_labels(held)
     assert {p.name for p, *_ in held_rows}.isdisjoint({p.name for p, *_ in rows if p.name.startswith("pen")})
+    # `final` draws the same second half of the pen digits as `heldout`, in new pictures.
+    final_rows = devset.read_labels(devset.write(tmp_path / "a", "final", seed=3, limit=6))
+    for (held_path, label, *_), (final_path, final_label, *_) in zip(held_rows[6:], final_rows[6:]):
+        assert held_path.name == final_path.name and label == final_label
+        assert held_path.read_bytes() != final_path.read_bytes()
     photo = np.asarray(Image.open(rows[0][0]))
     assert photo.ndim == 3 and min(photo.shape[:2]) >= 96  # a colour picture on a larger canvas
 

@@ -133,11 +133,41 @@ def test_results_table_comes_from_metrics(quick_run, capsys):
 
     out, metrics = quick_run
     assert main(["results", str(out)]) == 0
-    row = capsys.readouterr().out.strip().splitlines()[-1]
+    lines = capsys.readouterr().out.strip().splitlines()
     accuracy = f"{100 * metrics['final_test_accuracy']:.2f}%"
-    assert row.startswith(f"| 0 | 7,862 | 3 | {accuracy} | ")
-    assert row.endswith(f"| `python -m app train --seed 0 --out {out}` |")
+    # A quick run (2,048 images, 3 epochs) never reaches 99.40%.
+    assert lines[2] == (f"| 0 | 7,862 | 3 | {accuracy} | never | {metrics['train_seconds']:.0f} s | "
+                        f"{metrics['wall_seconds']:.0f} s |")
+    assert lines[4] == f"| **mean** | | | {accuracy} | | {metrics['train_seconds']:.0f} s | |"
+    mean = f"{100 * metrics['final_test_accuracy']:.3f}%"
+    assert lines[-1] == f"0 of 1 seeds at or above 99.40% final test accuracy; mean {mean}."
     assert main(["results", str(out / "nothing")]) == 3
+
+
+def test_results_keeps_finished_seeds_and_writes_the_table_and_histories(quick_run, tmp_path, capsys):
+    import shutil
+
+    from app.cli import main
+
+    out, metrics = quick_run
+    root, report = tmp_path / "runs", tmp_path / "results" / "seeds.md"
+    for seed in (0, 1):
+        shutil.copytree(out, root / f"seed{seed}", ignore=shutil.ignore_patterns("tensorboard", "*.keras"))
+    assert main(["results", "--root", str(root), "--seeds", "2", "--out", str(report)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{root / 'seed0'}: finished, kept" in printed and f"{root / 'seed1'}: finished, kept" in printed
+    text = report.read_text()
+    assert text.startswith(f"`python -m app results --root {root} --seeds 2 --out {report}`")
+    assert f"    python -m app train --seed 0 --out {out}" in text
+    assert "0 of 2 seeds at or above 99.40% final test accuracy" in text
+    assert (report.with_suffix("") / "seed1" / "history.csv").read_bytes() == (out / "history.csv").read_bytes()
+
+
+def test_first_epoch_at_the_bar_counts_from_one():
+    from app.results import first_epoch_at
+
+    assert first_epoch_at([0.99, 0.9940000176, 0.995]) == "2"
+    assert first_epoch_at([0.9939, 0.9938]) == "never"
 
 
 def test_deterministic_runs_of_one_seed_are_bit_identical(tmp_path):

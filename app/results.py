@@ -1,0 +1,98 @@
+"""`make results`: the default recipe on ten seeds, resumable, and the table of what it reached."""
+
+from __future__ import annotations
+
+import shutil
+import statistics
+from pathlib import Path
+
+from app.files import atomic_path, make_folder, write_text
+
+BAR = 0.994  # the product's claim: 99.40% final test accuracy within 20 epochs
+SEEDS = range(10)
+
+
+def seed_runs(root: str | Path, seeds=SEEDS) -> list[Path]:
+    """The run folders of the table: `root/seedN`."""
+    return [Path(root) / f"seed{seed}" for seed in seeds]
+
+
+def train_missing(root: str | Path, seeds=SEEDS, recipe_values: dict | None = None) -> None:
+    """Trains every seed whose run folder has no `metrics.json`, one after the other.
+
+    A finished seed is skipped and an unfinished one resumes from its last finished epoch
+    (`train`'s own resume), so `make results` can be killed and rerun at any moment.
+    """
+    from app.config import ModelConfig, Recipe
+    from app.train import train
+
+    for run in seed_runs(root, seeds):
+        if (run / "metrics.json").exists():
+            print(f"{run}: finished, kept", flush=True)
+            continue
+        seed = int(run.name.removeprefix("seed"))
+        recipe = Recipe(**{**(recipe_values or {}), "seed": seed})
+        metrics = train(ModelConfig(), recipe, out=run, command=f"python -m app train --seed {seed} --out {run}")
+        print(f"{run}: final test accuracy {100 * metrics['final_test_accuracy']:.2f}% "
+              f"({metrics['train_seconds']:.0f} s of training)", flush=True)
+
+
+def first_epoch_at(accuracies: list[float], bar: float = BAR) -> str:
+    """The first epoch (counted from 1) whose test accuracy reached `bar`, for information."""
+    return next((str(i + 1) for i, value in enumerate(accuracies) if round(value, 4) >= bar), "never")
+
+
+def table(runs: list[Path], read_json) -> str:
+    """A Markdown table of finished test runs: one row per seed, then min / mean / max.
+
+    Raises:
+        UsageError (from `read_json`): a run without `metrics.json` or a validation run.
+    """
+    from app.errors import UsageError
+
+    rows, finals, trains = [], [], []
+    for run in runs:
+        m = read_json(str(run / "metrics.json"), "metrics")
+        if "final_test_accuracy" not in m:
+            raise UsageError(f"{run} is a validation run, it has no test accuracy; give test runs only")
+        final = m["final_test_accuracy"]
+        finals.append(100 * final)
+        trains.append(m["train_seconds"])
+        rows.append(f"| {m['seed']} | {m['parameters']['total']:,} | {m['epochs']} | {100 * final:.2f}% | "
+                    f"{first_epoch_at(m['test_accuracy_per_epoch'])} | {m['train_seconds']:.0f} s | "
+                    f"{m['wall_seconds']:.0f} s |")
+    held = sum(round(value, 2) >= 100 * BAR for value in finals)
+    lines = [
+        "| seed | parameters | epochs | final test accuracy | first epoch ≥ 99.40% (info only) "
+        "| training | training + evaluation |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+        *rows,
+    ]
+    for name, pick in (("min", min), ("mean", statistics.fmean), ("max", max)):
+        lines.append(f"| **{name}** | | | {pick(finals):.2f}% | | {pick(trains):.0f} s | |")
+    lines.append("")
+    lines.append(f"{held} of {len(finals)} seeds at or above 99.40% final test accuracy; "
+                 f"mean {statistics.fmean(finals):.3f}%.")
+    return "\n".join(lines) + "\n"
+
+
+def write(runs: list[Path], out: str | Path, command: str, read_json) -> str:
+    """Writes the table to `out` (Markdown) and each run's `history.csv` beside it.
+
+    Returns:
+        The table.
+    """
+    out = Path(out)
+    report = table(runs, read_json)
+    histories = out.with_suffix("")
+    make_folder(histories)
+    for run in runs:
+        target = histories / run.name / "history.csv"
+        make_folder(target.parent)
+        with atomic_path(target) as tmp:
+            shutil.copyfile(run / "history.csv", tmp)
+    commands = "\n".join(
+        f"    {read_json(str(run / 'provenance.json'), 'provenance')['command']}" for run in runs)
+    write_text(out, f"`{command}`\n\nEach seed's run, one after the other on this machine:\n\n{commands}\n\n"
+                    f"{report}\nPer-epoch figures: `{histories}/seedN/history.csv`.\n")
+    return report
