@@ -59,9 +59,11 @@ bench: $(STAMP)
 tune: $(STAMP)
 	$(PY) -m tuner search --budget $(BUDGET) --trials $(TRIALS) --dir $(TUNE_DIR) --seed $(SEED) $(ARGS)
 
+TEST_WORKERS ?= 2
+
 test: $(STAMP) $(WEB_STAMP)
 	$(VENV)/bin/ruff check .
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 # Serves web/ (the page, LiteRT.js's wasm and the int8 model) on this machine only; Ctrl-C stops.
 demo: $(WEB_STAMP)

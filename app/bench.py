@@ -33,7 +33,7 @@ V1_CONFIG = ModelConfig(
     stem=8, edges=12, transition1=8, patterns=(12, 16), transition2=8, object=(16, 16), dropout=0.05,
     early_pool=False,
 )
-V1_RECIPE = Recipe(batch_size=128, max_lr=0.01, shift=0.08, rotation=0.02, steps_per_execution=1)
+V1_RECIPE = Recipe(batch_size=128, max_lr=0.01, shift=0.08, rotation=0.02, stroke=0.0, steps_per_execution=1)
 
 
 def forward_macs(model) -> dict[str, int]:
@@ -76,7 +76,7 @@ def plain_pipeline(ds, batch_size: int, seed: int, shift: float, rotation: float
 
 
 def training_throughput(config: ModelConfig, recipe: Recipe, pipeline: str, warmup: int,
-                        windows: int, window: int, images=None) -> dict:
+                        windows: int, window: int, images=None, jit_compile: bool = False) -> dict:
     """Times the full training step (forward, backward, update) fed by a real pipeline.
 
     Args:
@@ -87,6 +87,7 @@ def training_throughput(config: ModelConfig, recipe: Recipe, pipeline: str, warm
         windows: timed windows; the median is reported.
         window: steps per window.
         images: the `(image, label)` dataset to train on (default: the MNIST train split).
+        jit_compile: compile the whole training step with XLA.
 
     Returns:
         images per second (median and every window), batch size, steps timed.
@@ -100,10 +101,14 @@ def training_throughput(config: ModelConfig, recipe: Recipe, pipeline: str, warm
     keras.utils.set_random_seed(recipe.seed)
     if images is None:
         images = data.load_split("train")
-    make = data.train_pipeline if pipeline == "current" else plain_pipeline
-    ds = make(images, recipe.batch_size, recipe.seed, shift=recipe.shift, rotation=recipe.rotation)
+    if pipeline == "current":
+        ds = data.train_pipeline(images, recipe.batch_size, recipe.seed, shift=recipe.shift,
+                                 rotation=recipe.rotation, stroke=recipe.stroke)
+    else:
+        ds = plain_pipeline(images, recipe.batch_size, recipe.seed, shift=recipe.shift, rotation=recipe.rotation)
     ds = ds.map(one_hot).repeat()
     model = compile_model(build_model(config), recipe, steps_per_epoch=500)
+    model.jit_compile = jit_compile
     # Callbacks run once per `steps_per_execution` steps, so round the counts up to whole calls.
     spe = recipe.steps_per_execution
     warmup, window = -(-warmup // spe) * spe, -(-window // spe) * spe
@@ -124,6 +129,60 @@ def training_throughput(config: ModelConfig, recipe: Recipe, pipeline: str, warm
         "window_images_per_second": rates,
         "timed_steps": windows * window,
     }
+
+
+# Training-speed experiments, each in a fresh process (thread counts and the mixed-precision
+# policy must be set before TensorFlow runs anything): name, then the changes it makes.
+EXPERIMENTS = {
+    "the run's recipe": {},
+    "no augmentation (shift, rotation, stroke 0)": {"recipe": {"shift": 0.0, "rotation": 0.0, "stroke": 0.0}},
+    "1 step per call": {"recipe": {"steps_per_execution": 1}},
+    "32 steps per call": {"recipe": {"steps_per_execution": 32}},
+    "batch 512": {"recipe": {"batch_size": 512}},
+    "mixed_bfloat16 policy": {"policy": "mixed_bfloat16"},
+    "1 intra-op thread": {"intra_op": 1},
+    "1 inter-op thread": {"inter_op": 1},
+    "4 intra-op threads": {"intra_op": 4},
+    "whole-model XLA (jit_compile=True)": {"jit_compile": True},
+}
+
+
+def experiment(config: dict, recipe: dict, changes: dict, steps: dict) -> dict:
+    """One training-throughput measurement with `changes`; run it in a fresh process."""
+    import keras
+    import tensorflow as tf
+
+    if "intra_op" in changes:
+        tf.config.threading.set_intra_op_parallelism_threads(changes["intra_op"])
+    if "inter_op" in changes:
+        tf.config.threading.set_inter_op_parallelism_threads(changes["inter_op"])
+    if "policy" in changes:
+        keras.mixed_precision.set_global_policy(changes["policy"])
+    recipe = Recipe.from_dict({**recipe, **changes.get("recipe", {})})
+    return training_throughput(ModelConfig.from_dict(config), recipe, "current",
+                               jit_compile=changes.get("jit_compile", False), **steps)
+
+
+def experiments(config: ModelConfig, recipe: Recipe, quick: bool = False, names=None) -> list[dict]:
+    """Runs every entry of `EXPERIMENTS` (or those in `names`) in its own Python process."""
+    import subprocess
+    import sys
+
+    steps = {"warmup": 2, "windows": 1, "window": 2} if quick else {"warmup": 24, "windows": 3, "window": 32}
+    rows = []
+    for name in names or EXPERIMENTS:
+        spec = json.dumps([config.to_dict(), recipe.to_dict(), EXPERIMENTS[name], steps])
+        code = ("import json, sys; from app.tflog import import_tensorflow; import_tensorflow(); "
+                "from app.bench import experiment; print(json.dumps(experiment(*json.loads(sys.argv[1]))))")
+        done = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True)
+        if done.returncode:
+            reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            rows.append({"name": name, "error": reason})
+        else:
+            rows.append({"name": name, **json.loads(done.stdout.strip().splitlines()[-1])})
+        print(f"  {name}: " + (f"{rows[-1]['images_per_second']:,.0f} images/s" if "error" not in rows[-1]
+                                else rows[-1]["error"]), flush=True)
+    return rows
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -254,7 +313,7 @@ def file_sizes(exported: Path) -> dict[str, int]:
 
 
 def bench(run: Path, exported: Path, compare: bool = False, quick: bool = False, images=None,
-          devset: str | Path = "devset") -> dict:
+          devset: str | Path = "devset", speed: bool = False) -> dict:
     """Measures everything and writes `bench.json` and `bench.md` into `run`.
 
     Args:
@@ -264,6 +323,7 @@ def bench(run: Path, exported: Path, compare: bool = False, quick: bool = False,
         quick: tiny windows, for the test suite; the numbers are not meaningful.
         images: the training `(image, label)` dataset (default: the MNIST train split).
         devset: the development set whose photos time `predict` (written when missing).
+        speed: also run the training-speed `EXPERIMENTS`, each in its own process.
     """
     import keras
 
@@ -278,14 +338,15 @@ def bench(run: Path, exported: Path, compare: bool = False, quick: bool = False,
     repeats, batch = (20, 16) if quick else (2000, 256)
 
     made = json.loads((run / "metrics.json").read_text())
-    config, recipe = ModelConfig.from_dict(made["config"]), Recipe(**made["recipe"])
+    config, recipe = ModelConfig.from_dict(made["config"]), Recipe.from_dict(made["recipe"])
     model = build_model(config)
     training = [training_throughput(config, recipe, "current", images=images, **steps)]
     if compare:
         training.append(training_throughput(config, V1_RECIPE, "plain", images=images, **steps))
         training.append(training_throughput(V1_CONFIG, V1_RECIPE, "plain", images=images, **steps))
+    trials = experiments(config, recipe, quick) if speed else []
     reference = matmul_gflops(1024 if quick else 2048)
-    for row in training:
+    for row in training + [t for t in trials if "error" not in t]:
         row["train_step_flops_per_image"] = training_flops(build_model(ModelConfig(**row["config"])))
         row["gflops_per_second"] = row["images_per_second"] * row["train_step_flops_per_image"] / 1e9
         row["fraction_of_matmul"] = row["gflops_per_second"] / reference
@@ -312,6 +373,8 @@ def bench(run: Path, exported: Path, compare: bool = False, quick: bool = False,
         "predict": predict_throughput(exported / "model_int8.tflite", Path(devset), 20 if quick else 1000),
         "exported_bytes": file_sizes(exported),
     }
+    if speed:
+        result["experiments"] = trials
     if compare:
         result["speedup_vs_plain_v1"] = training[0]["images_per_second"] / training[-1]["images_per_second"]
     write_json(run / "bench.json", result)
@@ -333,6 +396,13 @@ def markdown(result: dict) -> str:
                      f"({row['gflops_per_second']:.2f} GFLOP/s, {100 * row['fraction_of_matmul']:.1f}% of matmul) |")
     if "speedup_vs_plain_v1" in result:
         lines.append(f"| training speed-up vs the plain pipeline and v1 model | {result['speedup_vs_plain_v1']:.2f}x |")
+    trials = result.get("experiments", [])
+    base = next((t["images_per_second"] for t in trials if "error" not in t), None)
+    for t in trials:
+        value = (f"failed: {t['error']}" if "error" in t else
+                 f"{t['images_per_second']:,.0f} images/s ({100 * t['fraction_of_matmul']:.1f}% of matmul, "
+                 f"{t['images_per_second'] / base:.2f}x)")
+        lines.append(f"| experiment: {t['name']} | {value} |")
     tta = result["time_to_accuracy"]
     reached = (f"{tta['seconds_to_target']:.0f} s (epoch {tta['first_epoch_at_target']})"
                if tta["seconds_to_target"] is not None else "not reached")

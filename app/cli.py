@@ -121,7 +121,10 @@ def build_parser() -> Parser:
     realworld.add_argument("--parts", nargs="+", default=["dev", "heldout", "final"],
                            choices=("dev", "heldout", "final"))
     realworld.add_argument("--seed", type=int, default=0, help="the set's seed (default 0)")
-    realworld.add_argument("--model", default=None, help="the .tflite model (default exported/model_int8.tflite)")
+    which = realworld.add_mutually_exclusive_group()
+    which.add_argument("--model", default=None, help="the .tflite model (default exported/model_int8.tflite)")
+    which.add_argument("--run", default=None,
+                       help="a run folder: its model converted to int8 as export does, unverified (for recipe choices)")
     realworld.add_argument("--no-mnist", action="store_true", help="skip the MNIST-unchanged check")
     realworld.add_argument("--out", default="results/realworld.md", help="where the report goes")
     add_verbose(realworld)
@@ -131,6 +134,8 @@ def build_parser() -> Parser:
     bench.add_argument("--exported", default="exported", help="the folder `make export` wrote")
     bench.add_argument("--compare", action="store_true",
                        help="also time a plain tfds + model.fit pipeline and the previous model (v1)")
+    bench.add_argument("--experiments", action="store_true",
+                       help="also time training under each speed experiment (threads, bf16, XLA, ...)")
     bench.add_argument("--quick", action="store_true", help="tiny timing windows: a smoke test")
     add_verbose(bench)
     return parser
@@ -223,25 +228,50 @@ def run_results(args) -> int:
 
 
 def run_realworld(args) -> int:
+    import tempfile
+
     from app.files import write_text
     from app.litert import TFLiteClassifier
     from app.predict import DEFAULT_MODEL
     from app.realworld import examples_picture, markdown, realworld
 
-    result = realworld(args.model or DEFAULT_MODEL, args.devset, args.parts, args.seed, mnist=not args.no_mnist)
-    report = markdown(result)
-    print(report, end="")
-    write_text(args.out, f"`{command_line(args.argv)}`\n\n{report}")
-    pictures = Path(args.out).with_name("examples.png")
-    examples_picture(Path(args.devset) / args.parts[0], TFLiteClassifier(args.model or DEFAULT_MODEL), pictures)
+    with tempfile.TemporaryDirectory(prefix="tinymnist-") as tmp:
+        model = args.model or DEFAULT_MODEL
+        if args.run:
+            model = int8_of_run(args.run, Path(tmp), mnist=not args.no_mnist)
+        result = realworld(model, args.devset, args.parts, args.seed, mnist=not args.no_mnist)
+        report = markdown(result)
+        print(report, end="")
+        write_text(args.out, f"`{command_line(args.argv)}`\n\n{report}")
+        pictures = Path(args.out).with_name("examples.png")
+        examples_picture(Path(args.devset) / args.parts[0], TFLiteClassifier(model), pictures)
     print(f"wrote {args.out} and {pictures}")
     return 0
+
+
+def int8_of_run(run: str, folder: Path, mnist: bool) -> Path:
+    """Converts a run's model to int8 in `folder`, as `export` would but unverified: for
+    scoring validation runs on the development set, where the test split must stay unread."""
+    import keras
+
+    from app.export import write_files
+
+    metrics = read_json(str(Path(run) / "metrics.json"), "metrics")
+    if mnist and "final_val_accuracy" in metrics:
+        raise UsageError(f"{run} is a validation run and the MNIST check reads the test split; add --no-mnist")
+    try:
+        model = keras.saving.load_model(Path(run) / "model.keras")
+    except (OSError, ValueError) as error:
+        raise InputFileError(f"cannot load {run}/model.keras as a Keras model ({error})") from None
+    write_files(model, folder, metrics["config"])
+    return folder / "model_int8.tflite"
 
 
 def run_bench(args) -> int:
     from app.bench import bench, markdown
 
-    print(markdown(bench(args.run, args.exported, compare=args.compare, quick=args.quick)), end="")
+    print(markdown(bench(args.run, args.exported, compare=args.compare, quick=args.quick, speed=args.experiments)),
+          end="")
     print(f"wrote {args.run}/bench.json and {args.run}/bench.md")
     return 0
 

@@ -111,3 +111,11 @@ class Recipe:
     def to_dict(self) -> dict:
         """Returns the recipe as plain JSON-ready values."""
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> Recipe:
+        """Builds the recipe a run folder records (unknown keys are an error).
+
+        A recorded recipe without `stroke` trained without the stroke augmentation.
+        """
+        return cls(**{"stroke": 0.0, **values})

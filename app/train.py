@@ -21,7 +21,9 @@ from __future__ import annotations
 import csv
 import json
 import shutil
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -73,6 +75,46 @@ class HeldOutCurve(keras.callbacks.Callback):
             wall_seconds=time.perf_counter() - self.start,
             images_per_second=self.train_images / seconds,
         )
+
+
+class StopAtCtrlC(keras.callbacks.Callback):
+    """Turns Ctrl-C during `fit` into a KeyboardInterrupt at the next batch boundary.
+
+    Python raises KeyboardInterrupt wherever the main thread happens to be, and one raised
+    inside a finalizer (TensorFlow runs many) is printed and dropped, so a run could go on
+    as if nothing was pressed. The handler only takes note; the callback raises between
+    batches (every `steps_per_execution` steps), where nothing is half-written. A second
+    Ctrl-C falls through to Python's default and interrupts at once.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.pressed = False
+        self.previous = None
+
+    def _press(self, signum, frame):
+        self.pressed = True
+        signal.signal(signal.SIGINT, self.previous)
+
+    def _check(self, *args, **kwargs):
+        if self.pressed:
+            self.pressed = False
+            raise KeyboardInterrupt
+
+    on_train_batch_end = on_test_batch_end = on_epoch_end = _check
+
+    def on_train_begin(self, logs=None):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._press)
+
+    def on_train_end(self, logs=None):
+        self.restore()
+
+    def restore(self):
+        """Puts the previous Ctrl-C handler back (also when `fit` ends with an error)."""
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
 
 
 class EpochBackup(keras.callbacks.Callback):
@@ -370,7 +412,9 @@ def _fit_and_write(config, recipe, out, prefix, fit_split, held_out_split, first
     history_csv = out / "history.csv"
     if first_epoch == 0:
         log_hparams(out / TENSORBOARD, config, recipe)
+    ctrl_c = StopAtCtrlC()
     own = [
+        ctrl_c,
         HeldOutCurve(held_out_ds, train_images, prefix),
         # After HeldOutCurve, so the held-out accuracy and the timings are among its scalars.
         keras.callbacks.TensorBoard(str(out / TENSORBOARD), write_graph=True, update_freq="epoch"),
@@ -380,8 +424,11 @@ def _fit_and_write(config, recipe, out, prefix, fit_split, held_out_split, first
     if verbose == "auto":
         verbose = progress_verbosity()
     # shuffle=False: the pipeline already orders each epoch (see `data.train_pipeline`).
-    model.fit(train_ds, epochs=recipe.epochs, initial_epoch=first_epoch, callbacks=[*own, *(callbacks or [])],
-              verbose=verbose, shuffle=False)
+    try:
+        model.fit(train_ds, epochs=recipe.epochs, initial_epoch=first_epoch, callbacks=[*own, *(callbacks or [])],
+                  verbose=verbose, shuffle=False)
+    finally:
+        ctrl_c.restore()
 
     history = read_history(history_csv)
     params = parameter_counts(model)

@@ -110,3 +110,24 @@ def test_bench_without_a_run_says_what_to_do(cli, tmp_path):
     assert last_line(result.stderr) == (
         f"error: {tmp_path / 'missing' / 'metrics.json'} not found; run `make train` and `make export` first"
     )
+
+
+def test_speed_experiment_runs_in_its_own_process_and_is_tabled():
+    from app.bench import EXPERIMENTS, experiments, markdown
+    from app.config import ModelConfig, Recipe
+
+    assert len(EXPERIMENTS) == 10 and list(EXPERIMENTS)[0] == "the run's recipe"
+    rows = experiments(ModelConfig(), Recipe(), quick=True, names=["1 step per call"])
+    assert rows[0]["name"] == "1 step per call" and "error" not in rows[0], rows
+    assert rows[0]["steps_per_execution"] == 1 and rows[0]["images_per_second"] > 0
+
+    fake = {"name": "x", "images_per_second": 1000.0, "fraction_of_matmul": 0.1}
+    trials = [fake, {**fake, "name": "y", "images_per_second": 1500.0}, {"name": "z", "error": "boom"}]
+    result = {"model": {"parameters": 1, "train_step_flops_per_image": 1}, "matmul_reference_gflops_per_second": 1,
+              "training": [], "experiments": trials,
+              "time_to_accuracy": {"seconds_to_target": None, "target_accuracy": 0.994, "run": "r", "epochs": 1,
+                                   "final_test_accuracy": 0.9, "run_seconds": 1},
+              "inference": {}, "predict": {"images": 1, "images_per_second": 1}, "exported_bytes": {}}
+    table = markdown(result)
+    assert "| experiment: y | 1,500 images/s (10.0% of matmul, 1.50x) |" in table
+    assert "| experiment: z | failed: boom |" in table

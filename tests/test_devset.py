@@ -46,3 +46,20 @@ def test_realworld_scores_a_part_without_crashes(tmp_path, formats):
     assert all(v["crashed"] == 0 for v in scored["kinds"].values())
     assert scored["kinds"]["photo"]["right"] >= 6  # a 2-epoch model, through the contract
     assert "| dev | photo | 10 |" in markdown({"parts": {"dev": scored}})
+
+
+def test_realworld_scores_a_validation_run_without_reading_test(tmp_path):
+    """`realworld --run` converts a run to int8 unverified, for recipe choices on `dev`."""
+    from app.cli import main
+    from app.config import ModelConfig, Recipe
+    from app.train import train
+
+    run = tmp_path / "val"
+    train(ModelConfig(), Recipe(epochs=1), out=run, quick=True, validation=True, verbose=0)
+    folder = devset.write(tmp_path / "set", "dev", limit=4)
+    report = tmp_path / "rw.md"
+    args = ["realworld", "--run", str(run), "--devset", str(folder.parent), "--parts", "dev", "--out", str(report)]
+    assert main(args) == 2  # the MNIST check would read the test split
+    assert main([*args, "--no-mnist"]) == 0
+    text = report.read_text()
+    assert "| dev | photo | 4 |" in text and "| dev | pen | 4 |" in text and "MNIST" not in text

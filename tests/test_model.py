@@ -122,3 +122,9 @@ def test_config_round_trips_through_dict():
 def test_recipe_rejects_non_positive(field):
     with pytest.raises(ValueError, match="must be a positive whole number, got 0"):
         Recipe(**{field: 0})
+
+
+def test_a_recorded_recipe_without_stroke_trained_without_it():
+    assert Recipe.from_dict({"epochs": 3}).stroke == 0.0
+    assert Recipe.from_dict(Recipe().to_dict()) == Recipe()
+    assert Recipe().stroke == 0.4 and Recipe().rotation == 0.033

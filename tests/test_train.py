@@ -185,3 +185,19 @@ def test_deterministic_runs_of_one_seed_are_bit_identical(tmp_path):
     history = [[{k: v for k, v in r.items() if "seconds" not in k and k != "images_per_second"}
                 for r in rows(out / "history.csv")] for out in runs]
     assert history[0] == history[1]
+
+
+def test_ctrl_c_during_fit_stops_at_the_next_batch_and_restores_the_handler():
+    from app.train import StopAtCtrlC
+
+    before = signal.getsignal(signal.SIGINT)
+    stop = StopAtCtrlC()
+    stop.on_train_begin()
+    assert signal.getsignal(signal.SIGINT) == stop._press
+    stop.on_train_batch_end(0)  # nothing pressed: training goes on
+    signal.raise_signal(signal.SIGINT)  # noted by the handler, not raised where it lands
+    assert stop.pressed and signal.getsignal(signal.SIGINT) == before  # a second press interrupts at once
+    with pytest.raises(KeyboardInterrupt):
+        stop.on_train_batch_end(1)
+    stop.restore()
+    assert signal.getsignal(signal.SIGINT) == before
