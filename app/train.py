@@ -83,7 +83,8 @@ class StopAtCtrlC(keras.callbacks.Callback):
     Python raises KeyboardInterrupt wherever the main thread happens to be, and one raised
     inside a finalizer (TensorFlow runs many) is printed and dropped, so a run could go on
     as if nothing was pressed. The handler only takes note; the callback raises between
-    batches (every `steps_per_execution` steps), where nothing is half-written. A second
+    training batches (every `steps_per_execution` steps) or as an epoch begins, where
+    nothing is half-written and every finished epoch is backed up. A second
     Ctrl-C falls through to Python's default and interrupts at once.
     """
 
@@ -101,7 +102,8 @@ class StopAtCtrlC(keras.callbacks.Callback):
             self.pressed = False
             raise KeyboardInterrupt
 
-    on_train_batch_end = on_test_batch_end = on_epoch_end = _check
+    # Not at an epoch's end: the backup of the epoch just finished comes first.
+    on_train_batch_end = on_epoch_begin = _check
 
     def on_train_begin(self, logs=None):
         if threading.current_thread() is threading.main_thread():
