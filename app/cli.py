@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from app.errors import InputFileError, UsageError, command_line, handle
+from app.files import read_json
 
 
 class Parser(argparse.ArgumentParser):
@@ -43,25 +44,6 @@ def fraction(text: str) -> float:
     if not 0.0 <= value < 1.0:
         raise argparse.ArgumentTypeError(f"must be at least 0 and below 1, got {value}")
     return value
-
-
-def read_json(path: str | None, what: str) -> dict:
-    """Reads a JSON object from a file given on the command line ({} for None).
-
-    Raises:
-        InputFileError: when the file is missing, unreadable or not a JSON object.
-    """
-    if not path:
-        return {}
-    try:
-        values = json.loads(Path(path).read_text())
-    except OSError as error:
-        raise InputFileError(f"cannot read the {what} file, {path} ({error.strerror}); check the path") from None
-    except ValueError as error:
-        raise InputFileError(f"{what} file {path} is not valid JSON ({error}); fix or replace it") from None
-    if not isinstance(values, dict):
-        raise InputFileError(f"{what} file {path} must hold a JSON object of field names and values")
-    return values
 
 
 def add_verbose(parser: argparse.ArgumentParser) -> None:
@@ -215,14 +197,14 @@ def run_results(args) -> int:
     from app import results
 
     if args.runs:
-        print(results.table([Path(run) for run in args.runs], read_json), end="")
+        print(results.table([Path(run) for run in args.runs]), end="")
         return 0
     from app.tflog import import_tensorflow
 
     import_tensorflow()
     runs = results.seed_runs(args.root, range(args.seeds))
-    results.train_missing(args.root, range(args.seeds))
-    print(results.write(runs, args.out, command_line(args.argv), read_json), end="")
+    results.train_missing(runs)
+    print(results.write(runs, args.out, command_line(args.argv)), end="")
     print(f"wrote {args.out} and {Path(args.out).with_suffix('')}/seedN/history.csv")
     return 0
 

@@ -9,7 +9,7 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-from app.errors import BusyError, UsageError
+from app.errors import BusyError, InputFileError, UsageError
 
 
 def current_umask() -> int:
@@ -120,3 +120,22 @@ def folder_lock(folder: str | os.PathLike, holder: str, name: str = ".lock"):
         yield
     finally:
         os.close(fd)
+
+
+def read_json(path: str | None, what: str) -> dict:
+    """Reads a JSON object from a file given on the command line ({} for None).
+
+    Raises:
+        InputFileError: when the file is missing, unreadable or not a JSON object.
+    """
+    if not path:
+        return {}
+    try:
+        values = json.loads(Path(path).read_text())
+    except OSError as error:
+        raise InputFileError(f"cannot read the {what} file, {path} ({error.strerror}); check the path") from None
+    except ValueError as error:
+        raise InputFileError(f"{what} file {path} is not valid JSON ({error}); fix or replace it") from None
+    if not isinstance(values, dict):
+        raise InputFileError(f"{what} file {path} must hold a JSON object of field names and values")
+    return values

@@ -6,7 +6,7 @@ import shutil
 import statistics
 from pathlib import Path
 
-from app.files import atomic_path, make_folder, write_text
+from app.files import atomic_path, make_folder, read_json, write_text
 
 BAR = 0.994  # the product's claim: 99.40% final test accuracy within 20 epochs
 SEEDS = range(10)
@@ -17,8 +17,8 @@ def seed_runs(root: str | Path, seeds=SEEDS) -> list[Path]:
     return [Path(root) / f"seed{seed}" for seed in seeds]
 
 
-def train_missing(root: str | Path, seeds=SEEDS, recipe_values: dict | None = None) -> None:
-    """Trains every seed whose run folder has no `metrics.json`, one after the other.
+def train_missing(runs: list[Path]) -> None:
+    """Trains every seed run (`seed_runs`) that has no `metrics.json`, one after the other.
 
     A finished seed is skipped and an unfinished one resumes from its last finished epoch
     (`train`'s own resume), so `make results` can be killed and rerun at any moment.
@@ -26,13 +26,13 @@ def train_missing(root: str | Path, seeds=SEEDS, recipe_values: dict | None = No
     from app.config import ModelConfig, Recipe
     from app.train import train
 
-    for run in seed_runs(root, seeds):
+    for run in runs:
         if (run / "metrics.json").exists():
             print(f"{run}: finished, kept", flush=True)
             continue
         seed = int(run.name.removeprefix("seed"))
-        recipe = Recipe(**{**(recipe_values or {}), "seed": seed})
-        metrics = train(ModelConfig(), recipe, out=run, command=f"python -m app train --seed {seed} --out {run}")
+        command = f"python -m app train --seed {seed} --out {run}"
+        metrics = train(ModelConfig(), Recipe(seed=seed), out=run, command=command)
         print(f"{run}: final test accuracy {100 * metrics['final_test_accuracy']:.2f}% "
               f"({metrics['train_seconds']:.0f} s of training)", flush=True)
 
@@ -42,11 +42,12 @@ def first_epoch_at(accuracies: list[float], bar: float = BAR) -> str:
     return next((str(i + 1) for i, value in enumerate(accuracies) if round(value, 4) >= bar), "never")
 
 
-def table(runs: list[Path], read_json) -> str:
+def table(runs: list[Path]) -> str:
     """A Markdown table of finished test runs: one row per seed, then min / mean / max.
 
     Raises:
-        UsageError (from `read_json`): a run without `metrics.json` or a validation run.
+        InputFileError: a run without a readable `metrics.json`.
+        UsageError: a validation run.
     """
     from app.errors import UsageError
 
@@ -76,14 +77,14 @@ def table(runs: list[Path], read_json) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(runs: list[Path], out: str | Path, command: str, read_json) -> str:
+def write(runs: list[Path], out: str | Path, command: str) -> str:
     """Writes the table to `out` (Markdown) and each run's `history.csv` beside it.
 
     Returns:
         The table.
     """
     out = Path(out)
-    report = table(runs, read_json)
+    report = table(runs)
     histories = out.with_suffix("")
     make_folder(histories)
     for run in runs:
