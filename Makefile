@@ -19,7 +19,7 @@ BUDGET ?= 8000
 TRIALS ?= 30
 TUNE_DIR ?= tuning/budget$(BUDGET)
 
-.PHONY: install train test export predict results realworld bench tune demo screenshot clean
+.PHONY: install train test export predict results realworld bench tune frontier demo screenshot clean
 
 install: $(STAMP)
 
@@ -58,6 +58,11 @@ bench: $(STAMP)
 
 tune: $(STAMP)
 	$(PY) -m tuner search --budget $(BUDGET) --trials $(TRIALS) --dir $(TUNE_DIR) --seed $(SEED) $(ARGS)
+
+# Hyperband searches at 3K-8K parameters, each best retrained on 3 seeds, into tuning/frontier/;
+# the front goes to results/frontier.{md,csv,png}. Resumable: finished parts are kept.
+frontier: $(STAMP)
+	$(PY) -m tuner frontier $(ARGS)
 
 TEST_WORKERS ?= 2
 

@@ -130,6 +130,26 @@ def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
     return model
 
 
+def count_parameters(config: ModelConfig) -> int:
+    """`build_model(config).count_params()`, by arithmetic: no model is built.
+
+    A search draws thousands of candidates to find the few under a small budget; building
+    each one to count it took most of a search's set-up. Every bias-free k x k convolution
+    has k*k*in*out weights and its BatchNorm 4*out (gamma, beta, moving mean and variance);
+    the head has (in + 1) * 10. The tests check it against the builder on random configs.
+
+    Args:
+        config: the model configuration (its budget is not checked).
+    """
+    convolutions = [(config.stem, 3), *([(config.edges, 3)] if config.edges else []), (config.transition1, 1),
+                    *((f, 3) for f in config.patterns), (config.transition2, 1), *((f, 3) for f in config.object)]
+    total, channels = 0, INPUT_SHAPE[-1]
+    for filters, kernel in convolutions:
+        total += kernel * kernel * channels * filters + 4 * filters
+        channels = filters
+    return total + (channels + 1) * NUM_CLASSES
+
+
 def parameter_counts(model: keras.Model) -> dict:
     """Returns the model's total, trainable and non-trainable parameter counts."""
     trainable = sum(int(w.numpy().size) for w in model.trainable_weights)

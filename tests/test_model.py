@@ -128,3 +128,17 @@ def test_a_recorded_recipe_without_stroke_trained_without_it():
     assert Recipe.from_dict({"epochs": 3}).stroke == 0.0
     assert Recipe.from_dict(Recipe().to_dict()) == Recipe()
     assert Recipe().stroke == 0.4 and Recipe().rotation == 0.033
+
+
+def test_property_arithmetic_count_matches_the_builder():
+    from app.model import count_parameters
+
+    rng = np.random.default_rng(0)
+    configs = [ModelConfig(), ModelConfig(edges=4, early_pool=False, budget=10**9)]
+    for _ in range(25):
+        f = lambda: int(rng.integers(1, 25))  # noqa: E731
+        configs.append(ModelConfig(stem=f(), edges=int(rng.choice([0, f()])), transition1=f(),
+                                   patterns=(f(), f()), transition2=f(), object=(f(), f()), budget=10**9))
+    for config in configs:
+        assert count_parameters(config) == build_model(config).count_params(), config
+    assert count_parameters(ModelConfig()) == DEFAULT_TOTAL

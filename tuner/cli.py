@@ -20,9 +20,12 @@ from pathlib import Path
 
 from app.cli import Parser, add_verbose, fraction, positive_int
 from app.errors import DamagedStateError, Refused, UsageError, command_line, handle
+from tuner.frontier import FRONTIER_BUDGETS
 
-# The settings a search folder is tied to; --trials may grow between runs.
-TIED = ("budget", "floor", "epochs", "seed", "quick", "space")
+# The settings a search folder is tied to (--trials may grow between runs), and the value a
+# folder written before a setting existed stands for.
+TIED = {"budget": None, "floor": None, "epochs": None, "seed": None, "quick": None, "space": None,
+        "strategy": "random", "factor": 3, "iterations": 1}
 
 
 def build_parser() -> Parser:
@@ -40,9 +43,41 @@ def build_parser() -> Parser:
     search.add_argument("--no-retrain", action="store_true", help="stop after the search and report")
     search.add_argument("--dir", default="tuning", help="search state and report folder (default tuning/)")
     search.add_argument("--seed", type=int, default=0, help="seeds sampling and training (default 0)")
+    search.add_argument("--strategy", choices=("random", "hyperband"), default="random",
+                        help="random: every trial trains --epochs; hyperband: most trials train a few "
+                             "epochs and the best of each round train longer, up to --epochs (default random)")
+    add_hyperband(search)
     search.add_argument("--quick", action="store_true", help="small slices of the train split: a smoke test")
     add_verbose(search)
+
+    frontier = commands.add_parser(
+        "frontier", help="Hyperband searches over several budgets, the best of each retrained on seeds")
+    frontier.add_argument("--budgets", type=positive_int, nargs="+", default=list(FRONTIER_BUDGETS),
+                          help="parameter budgets, one search each (default "
+                               + " ".join(map(str, FRONTIER_BUDGETS)) + ")")
+    frontier.add_argument("--seeds", type=positive_int, default=3,
+                          help="retrain each budget's best on seeds 0..N-1 (default 3)")
+    frontier.add_argument("--floor", type=fraction, default=0.8,
+                          help="skip candidates under this fraction of each budget (default 0.8)")
+    frontier.add_argument("--epochs", type=positive_int, default=6,
+                          help="the longest training of a search trial (default 6)")
+    add_hyperband(frontier)
+    frontier.add_argument("--retrain-epochs", type=positive_int, default=None,
+                          help="epochs of the retraining (default: the recipe's)")
+    frontier.add_argument("--dir", default="tuning/frontier",
+                          help="searches and retrained runs, one folder per budget (default tuning/frontier/)")
+    frontier.add_argument("--out", default="results",
+                          help="where frontier.md, frontier.csv and frontier.png go (default results/)")
+    frontier.add_argument("--quick", action="store_true", help="small slices of the splits: a smoke test")
+    add_verbose(frontier)
     return parser
+
+
+def add_hyperband(parser) -> None:
+    parser.add_argument("--factor", type=positive_int, default=3,
+                        help="hyperband: keep about 1/N of each round, train them N times longer (default 3)")
+    parser.add_argument("--iterations", type=positive_int, default=1,
+                        help="hyperband: sweeps over all of its brackets (default 1)")
 
 
 def search_settings(args) -> dict:
@@ -56,6 +91,7 @@ def search_settings(args) -> dict:
     return {
         "budget": args.budget, "floor": args.floor, "epochs": args.epochs, "seed": args.seed,
         "quick": args.quick, "space": [hp.get_config() for hp in space.space],
+        "strategy": args.strategy, "factor": args.factor, "iterations": args.iterations,
     }
 
 
@@ -76,20 +112,61 @@ def claim_folder(out: Path, settings: dict, command: str) -> None:
         before = json.loads(path.read_text())
     except ValueError:
         raise DamagedStateError(f"{path} is damaged; remove {out} to search again from the start") from None
-    for key in TIED:
-        if before.get(key) != settings[key]:
-            shown = "the search space" if key == "space" else f"--{key} {before.get(key)}"
+    for key, missing in TIED.items():
+        if before.get(key, missing) != settings[key]:
+            shown = "the search space" if key == "space" else f"--{key} {before.get(key, missing)}"
             raise UsageError(
                 f"{out} holds a search with {shown} ({before.get('command')}); "
                 "rerun that command to resume it, or choose another --dir")
 
 
 def search(args) -> int:
+    """`python -m tuner search`: the search, its report, then the best config retrained."""
+    import_tensorflow_once(args)
+    summary = searched(args)
+    if summary is None or args.no_retrain:
+        return 0
+    out = Path(args.dir)
+    from app.config import ModelConfig, Recipe
+
+    config = ModelConfig.from_dict(summary["best_config"])
+    recipe = dataclasses.replace(Recipe(seed=args.seed), max_lr=summary["best_max_lr"])
+    if args.retrain_epochs:
+        recipe = dataclasses.replace(recipe, epochs=args.retrain_epochs)
+    metrics = retrain(config, recipe, out / "best", args.quick, summary)
+    summary["retrained"] = {
+        "run": str(out / "best"),
+        "parameters": metrics["parameters"]["total"],
+        "epochs": metrics["epochs"],
+        "final_test_accuracy": metrics["final_test_accuracy"],
+    }
+    from app.files import write_json
+
+    write_json(out / "search.json", summary)
+    print(f"retrained best config on the full train split: {metrics['parameters']['total']:,} parameters, "
+          f"final test accuracy {100 * metrics['final_test_accuracy']:.2f}% after {metrics['epochs']} epochs "
+          f"(export with: make export RUN={out / 'best'})")
+    return 0
+
+
+def import_tensorflow_once(args) -> None:
     from app.tflog import import_tensorflow
 
     if args.verbose:
         os.environ["TINYMNIST_VERBOSE"] = "1"
     import_tensorflow()
+
+
+def searched(args) -> dict | None:
+    """Runs (or resumes) the search in `args.dir` and writes its report.
+
+    Returns:
+        The search's summary (also in `search.json`), or None in a worker (the chief reports).
+
+    Raises:
+        UsageError: a budget under the smallest model, or a folder holding another search.
+        Refused: no trial finished.
+    """
     from app.files import folder_lock, make_folder
     from tuner.hypermodel import parameter_count, smallest_values
 
@@ -107,8 +184,8 @@ def search(args) -> int:
         return run_search(args, out, role, command)
 
 
-def run_search(args, out: Path, role: str, command: str) -> int:
-    """Runs (or resumes) the search, then reports and retrains the best configuration."""
+def run_search(args, out: Path, role: str, command: str) -> dict | None:
+    """Runs (or resumes) the search, then reports it and returns its summary."""
     from app import data
     from app.config import Recipe
     from app.files import write_json
@@ -125,15 +202,19 @@ def run_search(args, out: Path, role: str, command: str) -> int:
         train_raw, recipe.batch_size, recipe.seed, recipe.shift, recipe.rotation, stroke=recipe.stroke)
     validation = data.eval_pipeline(data.load_split(val_split))
     steps = -(-images // recipe.batch_size)
-    tuner = make_tuner(args.budget, args.trials, recipe, out, seed=args.seed, floor=args.floor)
-    print(f"{role}: searching under {args.budget:,} parameters, {args.trials} trials of "
-          f"{args.epochs} epochs on {fit_split}, validating on {val_split}", flush=True)
+    tuner = make_tuner(args.budget, args.trials, recipe, out, seed=args.seed, floor=args.floor,
+                       strategy=args.strategy, factor=args.factor, iterations=args.iterations)
+    plan = (f"{args.trials} trials of {args.epochs} epochs" if args.strategy == "random"
+            else f"Hyperband trials of up to {args.epochs} epochs (factor {args.factor}, "
+                 f"{args.iterations} iteration{'s' if args.iterations > 1 else ''})")
+    print(f"{role}: searching under {args.budget:,} parameters, {plan} on {fit_split}, "
+          f"validating on {val_split}", flush=True)
     # verbose=0 quiets KerasTuner's own multi-line trial reports; BudgetTuner prints one line.
     tuner.search(train.map(one_hot), validation.map(one_hot), steps, verbose=0)
 
     if role.startswith("tuner") and "KERASTUNER_ORACLE_IP" in os.environ:
         print(f"{role}: no more trials", flush=True)
-        return 0  # a worker: the chief reports
+        return None  # a worker: the chief reports
 
     oracle = tuner.oracle
     rows = [trial_row(t) for t in oracle.trials.values()]
@@ -142,59 +223,58 @@ def run_search(args, out: Path, role: str, command: str) -> int:
     done = [r for r in rows if r["val_accuracy"] is not None]
     if not done:
         raise Refused(f"no trial of the search in {out} finished; see the trial lines above")
-    best = max(done, key=lambda r: r["val_accuracy"])
+    # Hyperband scores come from trainings of different lengths: only the longest compete.
+    longest = max(r["epochs"] for r in done)
+    best = max((r for r in done if r["epochs"] == longest), key=lambda r: r["val_accuracy"])
     best_trial = oracle.trials[best["trial"]]
     config = tuner.model_maker.config(best_trial.hyperparameters)
     best_recipe = tuner.model_maker.trial_recipe(best_trial.hyperparameters)
     summary = {
         "budget": args.budget,
+        "strategy": args.strategy,
         "trials": len(rows),
         "finished_trials": len(done),
         "rejected_for_budget": oracle.rejected,
         "floor": args.floor,
         "skipped_under_floor": oracle.under_floor,
         "largest_trained_parameters": max(r["parameters"] for r in done),
+        "trial_epochs": sum(r["epochs"] for r in done),
+        "trial_seconds": round(sum(r["seconds"] for r in done), 1),
         "best_trial": best,
         "best_config": config.to_dict(),
         "best_max_lr": best_recipe.max_lr,
         "command": command,
+        "search_dir": str(out),
     }
-    print(f"search done: {len(done)} trials trained, {oracle.rejected} candidates rejected for the "
+    print(f"search done: {len(done)} trials trained ({summary['trial_epochs']} epochs, "
+          f"{summary['trial_seconds']:.0f} s), {oracle.rejected} candidates rejected for the "
           f"budget, {oracle.under_floor} under the floor, largest trained model "
           f"{summary['largest_trained_parameters']:,} parameters; best trial {best['trial']}: "
-          f"{best['parameters']:,} params, val_accuracy {100 * best['val_accuracy']:.2f}%")
+          f"{best['parameters']:,} params, val_accuracy {100 * best['val_accuracy']:.2f}% "
+          f"after {best['epochs']} epochs", flush=True)
     write_json(out / "best_config.json", config.to_dict())
-    if args.no_retrain:
-        write_json(out / "search.json", summary)
-        return 0
-
-    final_recipe = dataclasses.replace(Recipe(seed=args.seed), max_lr=best_recipe.max_lr)
-    if args.retrain_epochs:
-        final_recipe = dataclasses.replace(final_recipe, epochs=args.retrain_epochs)
-    metrics = retrain(config, final_recipe, out, args.quick, command, best["trial"])
-    summary["retrained"] = {
-        "run": str(out / "best"),
-        "parameters": metrics["parameters"]["total"],
-        "epochs": metrics["epochs"],
-        "final_test_accuracy": metrics["final_test_accuracy"],
-    }
     write_json(out / "search.json", summary)
-    print(f"retrained best config on the full train split: {metrics['parameters']['total']:,} parameters, "
-          f"final test accuracy {100 * metrics['final_test_accuracy']:.2f}% after {metrics['epochs']} epochs "
-          f"(export with: make export RUN={out / 'best'})")
-    return 0
+    return summary
 
 
-def retrain(config, recipe, out: Path, quick: bool, command: str, trial: str) -> dict:
-    """Retrains the best configuration into `out/best`, or reads it when already finished."""
+def retrain(config, recipe, run: Path, quick: bool, summary: dict) -> dict:
+    """Retrains a search's best configuration into `run`, or reads it when already finished.
+
+    Args:
+        config: the best trial's `ModelConfig`.
+        recipe: the full recipe, with the trial's learning rate and the run's seed.
+        run: the run folder (an unfinished one resumes).
+        quick: small slices of the splits (a smoke test).
+        summary: the search's summary (`searched`), for the run's provenance.
+    """
     from app.train import train
 
-    best = out / "best"
-    if (best / "metrics.json").exists():
-        return json.loads((best / "metrics.json").read_text())
-    origin = {"kind": "search", "search_command": command, "search_dir": str(out), "trial": trial}
-    retrain_command = f"{command}  # retraining trial {trial} into {best}"
-    return train(config, recipe, out=best, quick=quick, command=retrain_command, origin=origin)
+    if (run / "metrics.json").exists():
+        return json.loads((run / "metrics.json").read_text())
+    trial, command = summary["best_trial"]["trial"], summary["command"]
+    origin = {"kind": "search", "search_command": command, "search_dir": summary["search_dir"], "trial": trial}
+    retrain_command = f"{command}  # retraining trial {trial} with seed {recipe.seed} into {run}"
+    return train(config, recipe, out=run, quick=quick, command=retrain_command, origin=origin)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -204,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
     def command(argv):
         args = build_parser().parse_args(argv)
         args.argv = argv
+        if args.command == "frontier":
+            from tuner.frontier import frontier
+
+            import_tensorflow_once(args)
+            return frontier(args)
         return search(args)
 
     return handle(command, argv, resume_hint=command_line(argv, "python -m tuner"))

@@ -7,13 +7,12 @@ Every hyperparameter's default is the default `ModelConfig` / `Recipe`, so an em
 from __future__ import annotations
 
 import dataclasses
-import functools
 import time
 
 import keras_tuner as kt
 
 from app.config import ModelConfig, Recipe
-from app.model import build_model
+from app.model import build_model, count_parameters
 
 DEFAULT_CONFIG = ModelConfig()
 DEFAULT_RECIPE = Recipe()
@@ -61,17 +60,8 @@ def config_from_values(values: dict, budget: int) -> ModelConfig:
 
 
 def parameter_count(values: dict) -> int:
-    """The total parameters (`model.count_params()`) of the model the values describe.
-
-    The model is really built (one source of truth: the builder), once per filter layout.
-    """
-    config = config_from_values(values, budget=10**9)
-    return _count(dataclasses.replace(config, dropout=0.0))
-
-
-@functools.cache
-def _count(config: ModelConfig) -> int:
-    return build_model(config).count_params()
+    """The total parameters (`model.count_params()`) of the model the values describe."""
+    return count_parameters(config_from_values(values, budget=10**9))
 
 
 def smallest_values() -> dict:
@@ -101,9 +91,10 @@ class TinyHyperModel(kt.HyperModel):
         return config_from_values(hp.values, self.budget)
 
     def trial_recipe(self, hp: kt.HyperParameters) -> Recipe:
-        """The recipe of `hp`'s values."""
+        """The recipe of `hp`'s values; a Hyperband round sets its length (`tuner/epochs`)."""
         declare(hp)
-        return dataclasses.replace(self.recipe, max_lr=hp.get("max_lr"))
+        epochs = hp.values.get("tuner/epochs", self.recipe.epochs)
+        return dataclasses.replace(self.recipe, max_lr=hp.get("max_lr"), epochs=epochs)
 
     def build(self, hp):
         # Raises for an over-budget config. `fit` compiles: the schedule needs the step count.

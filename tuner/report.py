@@ -17,9 +17,10 @@ def write_tables(rows: list[dict], out: Path) -> None:
         out: the folder to write into.
     """
     rows = sorted(rows, key=lambda r: -(r["val_accuracy"] or 0.0))
-    columns = list(rows[0]) if rows else ["trial"]
+    # Promoted Hyperband trials have one more column than the others: take them all, in order.
+    columns = list(dict.fromkeys(c for r in rows for c in r)) or ["trial"]
     text = io.StringIO()
-    writer = csv.DictWriter(text, columns)
+    writer = csv.DictWriter(text, columns, restval="")
     writer.writeheader()
     writer.writerows(rows)
     write_text(out / "trials.csv", text.getvalue())

@@ -1,0 +1,169 @@
+"""The Pareto front: Hyperband under a budget, the per-budget retraining, the table and plot."""
+
+import json
+
+import keras_tuner as kt
+import pytest
+from test_tuner import synthetic
+
+from app.config import ModelConfig, Recipe
+from tuner import frontier as fr
+from tuner import hypermodel as hm
+from tuner.cli import build_parser, claim_folder, search_settings
+from tuner.search import BudgetHyperbandOracle, make_tuner
+
+from conftest import last_line
+
+
+def rounds(oracle, n=9):
+    """Trials created through the oracle's public `create_trial`, one per tuner id, none finished.
+
+    Returns:
+        (the epochs and values of each trial proposed, the status that ended the proposals).
+    """
+    proposed = []
+    for i in range(n):
+        trial = oracle.create_trial(f"tuner{i}")
+        if trial.status != "RUNNING":
+            return proposed, trial.status
+        proposed.append((trial.hyperparameters.values["tuner/epochs"], trial.hyperparameters.values))
+    return proposed, "RUNNING"
+
+
+def test_budget_hyperband_keeps_stock_brackets_and_only_fitting_candidates(tmp_path):
+    # Stock Hyperband with max_epochs 6, factor 3: bracket 1 draws 5 candidates of 2 epochs,
+    # bracket 0 draws 3 of 6 epochs; promotions wait for finished trials (none finish here).
+    space = kt.HyperParameters()
+    hm.declare(space)
+    stock = kt.oracles.HyperbandOracle(objective="val_accuracy", max_epochs=6, factor=3, seed=0,
+                                       hyperparameters=space)
+    kt.Tuner(oracle=stock, hypermodel=lambda hp: None, directory=tmp_path, project_name="stock")
+    stock_trials, stock_end = rounds(stock)
+    oracle = make_tuner(3000, 1, Recipe(epochs=6), tmp_path, floor=0.8, strategy="hyperband").oracle
+    assert isinstance(oracle, BudgetHyperbandOracle)
+    budgeted, end = rounds(oracle)
+    assert [e for e, _ in stock_trials] == [e for e, _ in budgeted] == [2, 2, 2, 2, 2, 6, 6, 6]
+    assert stock_end == end == "IDLE"  # waiting for trials to finish, not stopped
+    counts = [hm.parameter_count(v) for _, v in budgeted]
+    assert all(2400 <= c <= 3000 for c in counts), counts
+    # Most of the space is over 3,000: every rejection was redrawn, none took a bracket's place.
+    assert oracle.rejected > 100
+    state = oracle.get_state()
+    # Bracket 1 holds its 5 first-round places and waits to promote; bracket 0's only round is
+    # full, so Hyperband no longer lists it among the open brackets.
+    assert [[len(r) for r in b["rounds"]] for b in state["brackets"]] == [[5, 0]]
+    assert (state["rejected"], state["under_floor"]) == (oracle.rejected, oracle.under_floor)
+
+
+def test_hyperband_search_promotes_the_best_and_trains_each_round_from_scratch(tmp_path, monkeypatch):
+    epochs_run = []
+    real_fit = hm.TinyHyperModel.fit
+
+    def recording_fit(self, hp, *args, **kwargs):
+        epochs_run.append(self.trial_recipe(hp).epochs)
+        return real_fit(self, hp, *args, **kwargs)
+
+    monkeypatch.setattr(hm.TinyHyperModel, "fit", recording_fit)
+    tuner = make_tuner(3500, trials=1, recipe=Recipe(epochs=3), directory=tmp_path, strategy="hyperband")
+    tuner.search(synthetic(), synthetic(seed=1), 3, verbose=0)
+    trials = sorted(tuner.oracle.trials.values(), key=lambda t: t.trial_id)
+    # max_epochs 3, factor 3: three 1-epoch candidates, the best of them again for 3, two more of 3.
+    assert sorted(epochs_run) == [1, 1, 1, 3, 3, 3]
+    assert [t.status for t in trials] == ["COMPLETED"] * 6
+    assert all(t.metrics.get_last_value("parameters") <= 3500 for t in trials)
+    promoted = [t for t in trials if "tuner/trial_id" in t.hyperparameters.values]
+    assert len(promoted) == 1
+    first_round = [t for t in trials if t.hyperparameters.values["tuner/epochs"] == 1]
+    best_first = max(first_round, key=lambda t: t.score)
+    assert promoted[0].hyperparameters.values["tuner/trial_id"] == best_first.trial_id
+    declared = [hp.name for hp in tuner.oracle.hyperparameters.space if not hp.name.startswith("tuner/")]
+    assert all(promoted[0].hyperparameters.values[n] == best_first.hyperparameters.values[n] for n in declared)
+
+
+def test_a_search_folder_from_before_the_strategy_option_still_resumes(tmp_path):
+    args = build_parser().parse_args(["search", "--budget", "6000", "--dir", str(tmp_path)])
+    settings = search_settings(args)
+    old = {k: v for k, v in settings.items() if k not in ("strategy", "factor", "iterations")}
+    (tmp_path / "search_config.json").write_text(json.dumps({**old, "command": "python -m tuner search"}))
+    claim_folder(tmp_path, settings, "python -m tuner search --budget 6000")  # random: the same search
+    hyper = build_parser().parse_args(["search", "--budget", "6000", "--strategy", "hyperband"])
+    with pytest.raises(Exception, match="holds a search with --strategy random"):
+        claim_folder(tmp_path, search_settings(hyper), "python -m tuner search --strategy hyperband")
+
+
+def test_each_budget_search_is_a_search_command_a_worker_can_join():
+    args = build_parser().parse_args(["frontier", "--budgets", "4000", "--epochs", "9", "--factor", "2",
+                                      "--floor", "0.7", "--dir", "t/f"])
+    search = build_parser().parse_args(fr.search_argv(args, 4000))
+    assert (search.strategy, search.budget, search.epochs, search.factor, search.iterations) == (
+        "hyperband", 4000, 9, 2, 1)
+    assert (search.floor, search.dir, search.no_retrain, search.quick) == (0.7, "t/f/budget4000", True, False)
+
+
+def fake_search(budget, config, val=0.99):
+    return {"best_trial": {"trial": "0007", "val_accuracy": val}, "best_config": config.to_dict(),
+            "best_max_lr": 0.02, "finished_trials": 10, "trial_seconds": 300.0,
+            "search_dir": f"tuning/frontier/budget{budget}", "command": f"python -m tuner search --budget {budget}"}
+
+
+def fake_metrics(config, accuracy, seconds=200.0):
+    from app.model import build_model, parameter_counts
+
+    return {"parameters": parameter_counts(build_model(config)), "final_test_accuracy": accuracy,
+            "train_seconds": seconds, "epochs": 20}
+
+
+def test_frontier_retrains_each_best_on_every_seed_and_writes_the_front(tmp_path, monkeypatch, capsys):
+    import tuner.cli as tuner_cli
+
+    small = ModelConfig(transition1=6, patterns=(8, 10), transition2=6, object=(12, 12), budget=5000)
+    accuracies = {3000: [0.9921, 0.9934, 0.9929], 5000: [0.9940, 0.9944, 0.9941]}
+    configs = {3000: ModelConfig(transition1=4, patterns=(8, 8), transition2=4, object=(8, 12), budget=3000),
+               5000: small}
+    searched, retrained = [], []
+    monkeypatch.setattr(tuner_cli, "searched",
+                        lambda a: searched.append(a.budget) or fake_search(a.budget, configs[a.budget]))
+
+    def fake_retrain(config, recipe, run, quick, summary):
+        retrained.append((summary["search_dir"], run.name, recipe.seed, recipe.max_lr, recipe.epochs))
+        budget = int(summary["search_dir"].removeprefix("tuning/frontier/budget"))
+        return fake_metrics(config, accuracies[budget][recipe.seed])
+
+    monkeypatch.setattr(tuner_cli, "retrain", fake_retrain)
+    argv = ["frontier", "--budgets", "5000", "3000", "--dir", "tuning/frontier", "--out", str(tmp_path)]
+    args = build_parser().parse_args(argv)
+    args.argv = argv
+    assert fr.frontier(args) == 0
+    assert searched == [5000, 3000]
+    assert [r[1:] for r in retrained[:3]] == [(f"seed{s}", s, 0.02, 20) for s in range(3)]
+    rows = {int(r.split(",")[0]): r for r in (tmp_path / "frontier.csv").read_text().splitlines()[1:]}
+    # small: convs 72+48+432+720+60+648+1,296 = 3,276, BN 4*(8+6+8+10+6+12+12) = 248,
+    # head 12*10+10 = 130: 3,654 parameters, 124 of them BatchNorm statistics.
+    params = 3654
+    assert rows[5000].startswith(f"5000,{params},")
+    table = (tmp_path / "frontier.md").read_text()
+    assert "| 5,000 |" in table and "| 99.40% | 99.42% | 99.44% | yes |" in table
+    assert "| 99.21% | 99.28% | 99.34% | no |" in table
+    assert table.index("| 3,000 |") < table.index("| 5,000 |")  # by budget
+    assert f"Smallest model holding 99.40% on 3/3 seeds: {params:,} parameters" in table
+    assert (tmp_path / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert f"smallest model holding 99.40% on 3/3 seeds: {params:,} parameters (budget 5,000" in capsys.readouterr().out
+
+
+def test_frontier_row_holds_only_when_every_seed_reaches_the_bar():
+    config = ModelConfig()
+    row = fr.front_row(8000, fake_search(8000, config), [fake_metrics(config, a) for a in (0.9951, 0.9940, 0.9946)])
+    assert (row["min"], row["mean"], row["max"], row["holds"]) == (99.4, 99.457, 99.51, True)
+    assert (row["parameters"], row["trainable"]) == (7862, 7682)  # 180 BatchNorm statistics
+    row = fr.front_row(8000, fake_search(8000, config), [fake_metrics(config, a) for a in (0.9951, 0.9939)])
+    assert (row["holds"], row["min"], row["test_accuracies"]) == (False, 99.39, "99.51 99.39")
+    assert fr.layout(config.to_dict()) == "8-t10-14/16-t10-16/16"
+    assert fr.layout(ModelConfig(edges=4).to_dict()) == "8/4-t10-14/16-t10-16/16"
+
+
+def test_frontier_refuses_a_budget_under_the_smallest_model_before_searching(cli, tmp_path):
+    result = cli("frontier", "--budgets", "5000", "1500", "--dir", tmp_path / "f", module="tuner")
+    assert result.returncode == 2
+    assert last_line(result.stderr) == (
+        "error: budget 1,500 is below the smallest model of the search space (1,922 parameters)")
+    assert not (tmp_path / "f").exists()

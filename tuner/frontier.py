@@ -1,0 +1,214 @@
+"""`python -m tuner frontier`: the smallest model that holds 99.40%, budget by budget.
+
+For each parameter budget, a Hyperband search (`tuner.search.BudgetHyperbandOracle`, scored
+on the validation images carved from the train split) picks its best configuration; that
+configuration is retrained with the full recipe on seeds 0..N-1 and scored on the test set
+once, at its final epoch. The front (total parameters against final test accuracy, min-max
+over seeds) is written as a table and a plot beside published reference points.
+
+Everything resumes: a finished search reprints its report, a finished seed run is kept and
+an unfinished one resumes from its last finished epoch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import statistics
+from pathlib import Path
+
+FRONTIER_BUDGETS = (3000, 4000, 5000, 6000, 8000)
+BAR = 0.994  # the product's claim: 99.40% final test accuracy within 20 epochs
+
+# Drawn beside the front. Published tiny MNIST CNNs of this family count trainable weights
+# only and report their best epoch on the test set, so they sit a little high against a
+# front of total parameters and final epochs.
+REFERENCES = {
+    "seed reference": {"parameters": 8000, "accuracy": (99.40, 99.40)},
+    "published (trainable weights, best epoch)": {"parameters": (5900, 8500), "accuracy": (99.40, 99.49)},
+}
+
+
+def search_argv(args: argparse.Namespace, budget: int) -> list[str]:
+    """The `python -m tuner search` arguments of one budget's search (workers can join it)."""
+    argv = ["search", "--strategy", "hyperband", "--budget", str(budget), "--epochs", str(args.epochs),
+            "--factor", str(args.factor), "--iterations", str(args.iterations), "--floor", str(args.floor),
+            "--dir", str(budget_dir(args.dir, budget)), "--no-retrain"]
+    return argv + (["--quick"] if args.quick else [])
+
+
+def budget_dir(root: str | Path, budget: int) -> Path:
+    """Where one budget's search and its seed runs live: `root/budgetN`."""
+    return Path(root) / f"budget{budget}"
+
+
+def frontier(args: argparse.Namespace) -> int:
+    """Searches every budget, retrains each best on the seeds, and writes the front.
+
+    Args:
+        args: the parsed `python -m tuner frontier` arguments.
+    """
+    import dataclasses
+
+    from app.config import ModelConfig, Recipe
+    from app.errors import UsageError
+    from tuner.cli import build_parser, retrain, searched
+    from tuner.hypermodel import parameter_count, smallest_values
+
+    smallest = parameter_count(smallest_values())
+    if min(args.budgets) < smallest:  # refused before any search, not after the first ones
+        raise UsageError(f"budget {min(args.budgets):,} is below the smallest model of the search "
+                         f"space ({smallest:,} parameters)")
+    rows = []
+    for budget in args.budgets:
+        argv = search_argv(args, budget)
+        search_args = build_parser().parse_args(argv)
+        search_args.argv = argv
+        summary = searched(search_args)
+        if summary is None:
+            return 0  # a worker: the chief retrains and reports
+        config = ModelConfig.from_dict(summary["best_config"])
+        runs = []
+        for seed in range(args.seeds):
+            recipe = dataclasses.replace(Recipe(seed=seed), max_lr=summary["best_max_lr"])
+            if args.retrain_epochs:
+                recipe = dataclasses.replace(recipe, epochs=args.retrain_epochs)
+            run = budget_dir(args.dir, budget) / f"seed{seed}"
+            metrics = retrain(config, recipe, run, args.quick, summary)
+            print(f"budget {budget:,}: {run}: {metrics['parameters']['total']:,} parameters, final test "
+                  f"accuracy {100 * metrics['final_test_accuracy']:.2f}% after {metrics['epochs']} epochs "
+                  f"({metrics['train_seconds']:.0f} s of training)", flush=True)
+            runs.append(metrics)
+        rows.append(front_row(budget, summary, runs))
+
+    out = Path(args.out)
+    write_front(rows, out, args)
+    holding = [r for r in rows if r["holds"]]
+    if holding:
+        smallest = min(holding, key=lambda r: r["parameters"])
+        print(f"smallest model holding {100 * BAR:.2f}% on {args.seeds}/{args.seeds} seeds: "
+              f"{smallest['parameters']:,} parameters (budget {smallest['budget']:,}, "
+              f"{smallest['search_dir']}, trial {smallest['trial']})", flush=True)
+    else:
+        print(f"no budget's best held {100 * BAR:.2f}% on every seed", flush=True)
+    print(f"front written to {out / 'frontier.md'} and {out / 'frontier.png'}", flush=True)
+    return 0
+
+
+def layout(config: dict) -> str:
+    """A short name of a config's filter counts, e.g. `8-t10-14/16-t10-16/16`."""
+    edges = f"8/{config['edges']}" if config["edges"] else str(config["stem"])
+    patterns, obj = config["patterns"], config["object"]
+    return (f"{edges}-t{config['transition1']}-{patterns[0]}/{patterns[1]}"
+            f"-t{config['transition2']}-{obj[0]}/{obj[1]}")
+
+
+def front_row(budget: int, summary: dict, runs: list[dict]) -> dict:
+    """One budget's line of the front: the search's best and its retrained seeds."""
+    finals = [100 * m["final_test_accuracy"] for m in runs]
+    best = summary["best_trial"]
+    return {
+        "budget": budget,
+        "parameters": runs[0]["parameters"]["total"],
+        "trainable": runs[0]["parameters"]["trainable"],
+        "layout": layout(summary["best_config"]),
+        "dropout": summary["best_config"]["dropout"],
+        "max_lr": summary["best_max_lr"],
+        "trial": best["trial"],
+        "val_accuracy": round(100 * best["val_accuracy"], 2),
+        "seeds": len(runs),
+        "test_accuracies": " ".join(f"{a:.2f}" for a in finals),
+        "min": round(min(finals), 2),
+        "mean": round(statistics.mean(finals), 3),
+        "max": round(max(finals), 2),
+        "holds": all(round(a, 2) >= 100 * BAR for a in finals),
+        "search_trials": summary["finished_trials"],
+        "search_seconds": round(summary["trial_seconds"]),
+        "retrain_seconds": round(sum(m["train_seconds"] for m in runs)),
+        "search_dir": summary["search_dir"],
+    }
+
+
+def write_front(rows: list[dict], out: Path, args: argparse.Namespace) -> None:
+    """Writes `frontier.csv`, `frontier.md` and `frontier.png` into `out`."""
+    from app.errors import command_line
+    from app.files import make_folder, write_text
+
+    make_folder(out, "--out")
+    text = io.StringIO()
+    writer = csv.DictWriter(text, list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(out / "frontier.csv", text.getvalue())
+    write_text(out / "frontier.md", markdown(rows, command_line(args.argv, "python -m tuner")))
+    plot_front(rows, out / "frontier.png")
+
+
+def markdown(rows: list[dict], command: str) -> str:
+    """The front as a Markdown table, with how it was made."""
+    seeds = rows[0]["seeds"]
+    lines = [
+        f"`{command}`", "",
+        f"Each budget: a Hyperband search on 50,000 train images, scored on the 10,000 validation "
+        f"images carved from the train split; its best trial retrained with the full recipe on "
+        f"seeds 0-{seeds - 1} and scored once on the 10,000 test images at the final epoch.", "",
+        "| budget | parameters (trainable) | layout | dropout | max lr | search trial (val) "
+        "| final test accuracy per seed | min | mean | max | holds 99.40% | search | retraining |",
+        "|---:|---:|---|---:|---:|---|---|---:|---:|---:|---|---:|---:|",
+    ]
+    for r in sorted(rows, key=lambda r: r["budget"]):
+        lines.append(
+            f"| {r['budget']:,} | {r['parameters']:,} ({r['trainable']:,}) | `{r['layout']}` | {r['dropout']} "
+            f"| {r['max_lr']} | {r['trial']} ({r['val_accuracy']:.2f}%) | {r['test_accuracies']} "
+            f"| {r['min']:.2f}% | {r['mean']:.2f}% | {r['max']:.2f}% | {'yes' if r['holds'] else 'no'} "
+            f"| {r['search_trials']} trials, {r['search_seconds']} s | {r['retrain_seconds']} s |")
+    total = sum(r["search_seconds"] + r["retrain_seconds"] for r in rows)
+    lines += ["", f"Training time of the whole front (trials plus retraining, without start-up and "
+                  f"evaluation): {total / 60:.0f} min."]
+    holding = [r for r in rows if r["holds"]]
+    if holding:
+        s = min(holding, key=lambda r: r["parameters"])
+        lines.append(f"Smallest model holding 99.40% on {seeds}/{seeds} seeds: {s['parameters']:,} parameters "
+                     f"(`{s['layout']}`, {s['search_dir']}, trial {s['trial']}).")
+    else:
+        lines.append(f"No budget's best held 99.40% on {seeds}/{seeds} seeds.")
+    return "\n".join(lines) + "\n"
+
+
+def plot_front(rows: list[dict], path: Path) -> None:
+    """Draws final test accuracy (mean, min-max bars) against total parameters, with references."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from app.files import atomic_path
+
+    rows = sorted(rows, key=lambda r: r["parameters"])
+    x = [r["parameters"] for r in rows]
+    mean = [r["mean"] for r in rows]
+    low = [r["mean"] - r["min"] for r in rows]
+    high = [r["max"] - r["mean"] for r in rows]
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    published = REFERENCES["published (trainable weights, best epoch)"]
+    (x0, x1), (y0, y1) = published["parameters"], published["accuracy"]
+    ax.fill_between([x0, x1], y0, y1, color="tab:orange", alpha=0.25,
+                    label="published 5.9K-8.5K (trainable weights, best epoch)")
+    seed_ref = REFERENCES["seed reference"]
+    ax.scatter([seed_ref["parameters"]], [seed_ref["accuracy"][0]], marker="s", color="tab:gray",
+               label="seed reference (~8K)", zorder=3)
+    ax.errorbar(x, mean, yerr=[low, high], fmt="o-", color="tab:blue", capsize=4, zorder=4,
+                label=f"this front: mean, min-max over {rows[0]['seeds']} seeds")
+    for r in rows:
+        ax.annotate(f"{r['budget'] // 1000}K", (r["parameters"], r["max"]), textcoords="offset points",
+                    xytext=(0, 6), ha="center", fontsize=8)
+    ax.axhline(100 * BAR, color="tab:red", linestyle="--", linewidth=1, label="99.40%")
+    ax.set_xlabel("total parameters (trainable + BatchNorm statistics)")
+    ax.set_ylabel("final-epoch test accuracy (%)")
+    ax.set_title("Smallest model for the accuracy: the tuner's front")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
