@@ -122,26 +122,23 @@ def claim_folder(out: Path, settings: dict, command: str) -> None:
 
 def search(args) -> int:
     """`python -m tuner search`: the search, its report, then the best config retrained."""
-    import_tensorflow_once(args)
+    from app.config import ModelConfig
+    from app.files import write_json
+
+    start_tensorflow(args)
     summary = searched(args)
     if summary is None or args.no_retrain:
         return 0
     out = Path(args.dir)
-    from app.config import ModelConfig, Recipe
-
     config = ModelConfig.from_dict(summary["best_config"])
-    recipe = dataclasses.replace(Recipe(seed=args.seed), max_lr=summary["best_max_lr"])
-    if args.retrain_epochs:
-        recipe = dataclasses.replace(recipe, epochs=args.retrain_epochs)
-    metrics = retrain(config, recipe, out / "best", args.quick, summary)
+    metrics = retrain(config, retrain_recipe(summary, args.seed, args.retrain_epochs), out / "best",
+                      args.quick, summary)
     summary["retrained"] = {
         "run": str(out / "best"),
         "parameters": metrics["parameters"]["total"],
         "epochs": metrics["epochs"],
         "final_test_accuracy": metrics["final_test_accuracy"],
     }
-    from app.files import write_json
-
     write_json(out / "search.json", summary)
     print(f"retrained best config on the full train split: {metrics['parameters']['total']:,} parameters, "
           f"final test accuracy {100 * metrics['final_test_accuracy']:.2f}% after {metrics['epochs']} epochs "
@@ -149,7 +146,8 @@ def search(args) -> int:
     return 0
 
 
-def import_tensorflow_once(args) -> None:
+def start_tensorflow(args) -> None:
+    """Imports TensorFlow quietly (its C++ log only with --verbose)."""
     from app.tflog import import_tensorflow
 
     if args.verbose:
@@ -257,6 +255,20 @@ def run_search(args, out: Path, role: str, command: str) -> dict | None:
     return summary
 
 
+def retrain_recipe(summary: dict, seed: int, epochs: int | None = None):
+    """The full recipe with the search's best peak learning rate, for one seed.
+
+    Args:
+        summary: the search's summary (`searched`).
+        seed: the seed of the retraining.
+        epochs: the retraining's epochs; None keeps the recipe's.
+    """
+    from app.config import Recipe
+
+    recipe = dataclasses.replace(Recipe(seed=seed), max_lr=summary["best_max_lr"])
+    return dataclasses.replace(recipe, epochs=epochs) if epochs else recipe
+
+
 def retrain(config, recipe, run: Path, quick: bool, summary: dict) -> dict:
     """Retrains a search's best configuration into `run`, or reads it when already finished.
 
@@ -287,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "frontier":
             from tuner.frontier import frontier
 
-            import_tensorflow_once(args)
+            start_tensorflow(args)
             return frontier(args)
         return search(args)
 

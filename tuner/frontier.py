@@ -49,11 +49,9 @@ def frontier(args: argparse.Namespace) -> int:
     Args:
         args: the parsed `python -m tuner frontier` arguments.
     """
-    import dataclasses
-
-    from app.config import ModelConfig, Recipe
+    from app.config import ModelConfig
     from app.errors import UsageError
-    from tuner.cli import build_parser, retrain, searched
+    from tuner.cli import build_parser, retrain, retrain_recipe, searched
     from tuner.hypermodel import parameter_count, smallest_values
 
     smallest = parameter_count(smallest_values())
@@ -71,11 +69,8 @@ def frontier(args: argparse.Namespace) -> int:
         config = ModelConfig.from_dict(summary["best_config"])
         runs = []
         for seed in range(args.seeds):
-            recipe = dataclasses.replace(Recipe(seed=seed), max_lr=summary["best_max_lr"])
-            if args.retrain_epochs:
-                recipe = dataclasses.replace(recipe, epochs=args.retrain_epochs)
             run = budget_dir(args.dir, budget) / f"seed{seed}"
-            metrics = retrain(config, recipe, run, args.quick, summary)
+            metrics = retrain(config, retrain_recipe(summary, seed, args.retrain_epochs), run, args.quick, summary)
             print(f"budget {budget:,}: {run}: {metrics['parameters']['total']:,} parameters, final test "
                   f"accuracy {100 * metrics['final_test_accuracy']:.2f}% after {metrics['epochs']} epochs "
                   f"({metrics['train_seconds']:.0f} s of training)", flush=True)
