@@ -155,6 +155,15 @@ def start_tensorflow(args) -> None:
     import_tensorflow()
 
 
+def check_budget(budget: int) -> None:
+    """Raises `UsageError` when `budget` is below the smallest model of the search space."""
+    from tuner.hypermodel import parameter_count, smallest_values
+
+    smallest = parameter_count(smallest_values())
+    if budget < smallest:
+        raise UsageError(f"budget {budget:,} is below the smallest model of the search space ({smallest:,} parameters)")
+
+
 def searched(args) -> dict | None:
     """Runs (or resumes) the search in `args.dir` and writes its report.
 
@@ -166,13 +175,8 @@ def searched(args) -> dict | None:
         Refused: no trial finished.
     """
     from app.files import folder_lock, make_folder
-    from tuner.hypermodel import parameter_count, smallest_values
 
-    smallest = parameter_count(smallest_values())
-    if args.budget < smallest:
-        raise UsageError(
-            f"budget {args.budget:,} is below the smallest model of the search space ({smallest:,} parameters)"
-        )
+    check_budget(args.budget)
     out = Path(args.dir)
     role = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
     command = command_line(args.argv, "python -m tuner")

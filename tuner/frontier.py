@@ -18,8 +18,9 @@ import io
 import statistics
 from pathlib import Path
 
+from app.results import BAR
+
 FRONTIER_BUDGETS = (3000, 4000, 5000, 6000, 8000)
-BAR = 0.994  # the product's claim: 99.40% final test accuracy within 20 epochs
 
 # Drawn beside the front. Published tiny MNIST CNNs of this family count trainable weights
 # only and report their best epoch on the test set, so they sit a little high against a
@@ -50,14 +51,9 @@ def frontier(args: argparse.Namespace) -> int:
         args: the parsed `python -m tuner frontier` arguments.
     """
     from app.config import ModelConfig
-    from app.errors import UsageError
-    from tuner.cli import build_parser, retrain, retrain_recipe, searched
-    from tuner.hypermodel import parameter_count, smallest_values
+    from tuner.cli import build_parser, check_budget, retrain, retrain_recipe, searched
 
-    smallest = parameter_count(smallest_values())
-    if min(args.budgets) < smallest:  # refused before any search, not after the first ones
-        raise UsageError(f"budget {min(args.budgets):,} is below the smallest model of the search "
-                         f"space ({smallest:,} parameters)")
+    check_budget(min(args.budgets))  # refused before any search, not after the first ones
     rows = []
     for budget in args.budgets:
         argv = search_argv(args, budget)
@@ -93,7 +89,7 @@ def frontier(args: argparse.Namespace) -> int:
 
 def layout(config: dict) -> str:
     """A short name of a config's filter counts, e.g. `8-t10-14/16-t10-16/16`."""
-    edges = f"8/{config['edges']}" if config["edges"] else str(config["stem"])
+    edges = f"{config['stem']}/{config['edges']}" if config["edges"] else str(config["stem"])
     patterns, obj = config["patterns"], config["object"]
     return (f"{edges}-t{config['transition1']}-{patterns[0]}/{patterns[1]}"
             f"-t{config['transition2']}-{obj[0]}/{obj[1]}")
