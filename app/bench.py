@@ -285,22 +285,27 @@ def keras_inference(model, image: np.ndarray, repeats: int, batch: int) -> dict:
     return result
 
 
-def predict_throughput(model: Path, devset: Path, count: int) -> dict:
-    """Images per second of `predict` (contract and int8 model) over `count` development photos.
+def predict_throughput(model: Path, devset: Path, count: int) -> list[dict]:
+    """Images per second of `predict` (contract and int8 model) over `count` development photos,
+    the contract run in this process and then in `predict`'s default worker processes.
 
     The development set's `dev` part is written first if it is not there (`app.devset`).
     """
     from app import devset as dev
-    from app.predict import predict_files
+    from app.predict import PARALLEL_FROM, default_jobs, predict_files
 
     if not (devset / "dev" / "labels.csv").exists():
         dev.write(devset, "dev", limit=None if count >= 1000 else count)
     photos = [path for path, _, kind, _ in dev.read_labels(devset / "dev") if kind == "photo"][:count]
-    start = time.perf_counter()
-    results = list(predict_files(photos, model))
-    seconds = time.perf_counter() - start
-    return {"images": len(photos), "seconds": seconds, "images_per_second": len(photos) / seconds,
-            "errors": sum("error" in r for r in results)}
+    rows = []
+    # Fewer photos than PARALLEL_FROM never start workers: one row then.
+    for jobs in sorted({1, default_jobs() if len(photos) >= PARALLEL_FROM else 1}):
+        start = time.perf_counter()  # worker start-up included: a user waits for it too
+        results = list(predict_files(photos, model, jobs=jobs))
+        seconds = time.perf_counter() - start
+        rows.append({"images": len(photos), "jobs": jobs, "seconds": seconds,
+                     "images_per_second": len(photos) / seconds, "errors": sum("error" in r for r in results)})
+    return rows
 
 
 def file_sizes(exported: Path) -> dict[str, int]:
@@ -416,9 +421,10 @@ def markdown(result: dict) -> str:
         if "batch" in row:
             lines.append(f"| {name} throughput, batch {row['batch']} | "
                          f"{row['batch_images_per_second']:,.0f} images/s |")
-    p = result["predict"]
-    lines.append(f"| predict (contract + int8 model), {p['images']:,} development photos, 1 process "
-                 f"| {p['images_per_second']:,.0f} images/s |")
+    for p in result["predict"]:
+        processes = "1 process" if p["jobs"] == 1 else f"{p['jobs']} worker processes"
+        lines.append(f"| predict (contract + int8 model), {p['images']:,} development photos, {processes} "
+                     f"| {p['images_per_second']:,.0f} images/s |")
     for name, size in result["exported_bytes"].items():
         lines.append(f"| size of exported/{name} | {size:,} B |")
     return "\n".join(lines) + "\n"

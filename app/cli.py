@@ -88,6 +88,8 @@ def build_parser() -> Parser:
     predict.add_argument("--top", type=positive_int, default=1, metavar="K", help="show the K likeliest digits")
     predict.add_argument("--save-preprocessed", metavar="DIR", default=None,
                          help="write the 28x28 image the model saw, as DIR/<file>.png")
+    predict.add_argument("--jobs", type=positive_int, default=None, metavar="N",
+                         help="processes that preprocess the images (default: one per CPU core)")
 
     results = commands.add_parser(
         "results", help="train the default recipe on seeds 0-9 (resumable) and write their table")
@@ -171,7 +173,7 @@ def run_export(args) -> int:
 
 def run_predict(args) -> int:
     from app.files import make_folder
-    from app.predict import DEFAULT_MODEL, predict_files
+    from app.predict import DEFAULT_MODEL, default_jobs, predict_files
 
     polarity = args.polarity
     if args.dark_on_light:
@@ -179,7 +181,9 @@ def run_predict(args) -> int:
         polarity = "dark-on-light"
     save = make_folder(args.save_preprocessed, "--save-preprocessed") if args.save_preprocessed else None
     failed = 0
-    for result in predict_files(args.files, args.model or DEFAULT_MODEL, polarity, top=args.top, save=save):
+    jobs = args.jobs or default_jobs()
+    for result in predict_files(args.files, args.model or DEFAULT_MODEL, polarity, top=args.top, save=save,
+                                jobs=jobs):
         # Each result is printed as soon as it is known: a later bad file cannot lose it.
         if "error" in result:
             failed += 1

@@ -209,7 +209,7 @@ def normalise(ink: np.ndarray, dark_ink: bool = False) -> np.ndarray:
     Raises:
         NoDigitError: when nothing stands out as a digit.
     """
-    from scipy.ndimage import binary_dilation, label
+    from scipy.ndimage import label, maximum_filter
 
     paper = background(ink)
     values = np.clip(ink - paper, 0, 255)
@@ -240,10 +240,11 @@ def normalise(ink: np.ndarray, dark_ink: bool = False) -> np.ndarray:
         sizes = inside
     if count == 0 or sizes.max() < MIN_DIGIT_PIXELS:
         raise NoDigitError("no digit found (only specks or noise)")
-    keep = np.flatnonzero(sizes >= SPECK_FRACTION * sizes.max()) + 1
-    kept = np.isin(components, keep)
-    if HALO:
-        kept = binary_dilation(kept, structure=np.ones((3, 3), bool), iterations=HALO)
+    keep = np.zeros(count + 1, bool)
+    keep[1:] = sizes >= SPECK_FRACTION * sizes.max()
+    kept = keep[components]
+    # Within HALO 8-connected steps of a kept pixel = within a (2 HALO + 1)-wide square of one.
+    kept = maximum_filter(kept, size=2 * HALO + 1, mode="constant", cval=False)
     return np.where(kept, values, 0.0)
 
 

@@ -96,8 +96,9 @@ def test_quick_bench_writes_every_field(formats, tmp_path):
         assert 0 < row["median_us"] <= row["p99_us"]
         assert row["batch"] == 16 and row["batch_images_per_second"] > 0
     assert 0 < written["inference"]["mediapipe"]["median_us"] <= written["inference"]["mediapipe"]["p99_us"]
-    assert written["predict"]["images"] == 20 and written["predict"]["images_per_second"] > 0
-    assert written["predict"]["errors"] == 0
+    [predict] = written["predict"]  # 20 photos: too few to start workers
+    assert predict["images"] == 20 and predict["jobs"] == 1 and predict["images_per_second"] > 0
+    assert predict["errors"] == 0
     assert written["exported_bytes"]["model_int8.tflite"] == (exported / "model_int8.tflite").stat().st_size
     table = (run / "bench.md").read_text()
     assert "| training FLOPs per image (3 x forward) | 5,434,080 |" in table
@@ -127,7 +128,10 @@ def test_speed_experiment_runs_in_its_own_process_and_is_tabled():
               "training": [], "experiments": trials,
               "time_to_accuracy": {"seconds_to_target": None, "target_accuracy": 0.994, "run": "r", "epochs": 1,
                                    "final_test_accuracy": 0.9, "run_seconds": 1},
-              "inference": {}, "predict": {"images": 1, "images_per_second": 1}, "exported_bytes": {}}
+              "inference": {}, "predict": [{"images": 1000, "jobs": 1, "images_per_second": 250},
+                          {"images": 1000, "jobs": 2, "images_per_second": 450}], "exported_bytes": {}}
     table = markdown(result)
     assert "| experiment: y | 1,500 images/s (10.0% of matmul, 1.50x) |" in table
     assert "| experiment: z | failed: boom |" in table
+    assert "| predict (contract + int8 model), 1,000 development photos, 1 process | 250 images/s |" in table
+    assert "| predict (contract + int8 model), 1,000 development photos, 2 worker processes | 450 images/s |" in table

@@ -98,6 +98,24 @@ def test_bad_files_get_one_line_each_and_the_rest_are_classified(cli, digits, mo
     assert [("error" in e) for e in entries] == [True, True, True, True, False]
 
 
+def test_worker_processes_give_the_same_answers_in_the_same_order(cli, digits, model, tmp_path):
+    from app.predict import PARALLEL_FROM
+
+    _, files, _, _ = digits
+    # Enough files for workers to start; a bad file in the middle must stay in its place.
+    (tmp_path / "notes.png").write_text("not a picture")
+    paths = (list(files) * (PARALLEL_FROM // len(files) + 1))[:PARALLEL_FROM]
+    paths.insert(PARALLEL_FROM // 2, tmp_path / "notes.png")
+    alone = cli("predict", "--model", model, "--json", "--jobs", "1", *paths)
+    workers = cli("predict", "--model", model, "--json", "--jobs", "2", *paths)
+    assert alone.returncode == workers.returncode == 3
+    assert workers.stdout == alone.stdout and workers.stderr == alone.stderr
+    entries = [json.loads(line) for line in workers.stdout.splitlines()]
+    assert [e["file"] for e in entries] == [str(p) for p in paths]
+    assert sum("digit" in e for e in entries) == PARALLEL_FROM
+    assert workers.stderr.strip() == f"error: {tmp_path / 'notes.png'}: not an image (UnidentifiedImageError)"
+
+
 def test_predict_does_not_import_tensorflow(digits, model):
     import subprocess
     import sys
