@@ -131,8 +131,10 @@ def training_throughput(config: ModelConfig, recipe: Recipe, pipeline: str, warm
     }
 
 
-# Training-speed experiments, each in a fresh process (thread counts and the mixed-precision
-# policy must be set before TensorFlow runs anything): name, then the changes it makes.
+# Training-speed experiments, each in a fresh process (thread counts, the mixed-precision
+# policy and the Keras backend must be set before anything runs): name, then the changes it
+# makes. The JAX row compares with the TensorFlow row without augmentation: the augmentation
+# runs Keras ops inside tf.data, which only the TensorFlow backend can.
 EXPERIMENTS = {
     "the run's recipe": {},
     "no augmentation (shift, rotation, stroke 0)": {"recipe": {"shift": 0.0, "rotation": 0.0, "stroke": 0.0}},
@@ -144,6 +146,7 @@ EXPERIMENTS = {
     "1 inter-op thread": {"inter_op": 1},
     "4 intra-op threads": {"intra_op": 4},
     "whole-model XLA (jit_compile=True)": {"jit_compile": True},
+    "no augmentation, Keras JAX backend": {"backend": "jax", "recipe": {"shift": 0.0, "rotation": 0.0, "stroke": 0.0}},
 }
 
 
@@ -152,6 +155,9 @@ def experiment(config: dict, recipe: dict, changes: dict, steps: dict) -> dict:
     import keras
     import tensorflow as tf
 
+    if keras.backend.backend() != changes.get("backend", "tensorflow"):
+        raise RuntimeError(f"Keras runs on {keras.backend.backend()}, not {changes.get('backend', 'tensorflow')}")
+
     if "intra_op" in changes:
         tf.config.threading.set_intra_op_parallelism_threads(changes["intra_op"])
     if "inter_op" in changes:
@@ -159,22 +165,31 @@ def experiment(config: dict, recipe: dict, changes: dict, steps: dict) -> dict:
     if "policy" in changes:
         keras.mixed_precision.set_global_policy(changes["policy"])
     recipe = Recipe.from_dict({**recipe, **changes.get("recipe", {})})
-    return training_throughput(ModelConfig.from_dict(config), recipe, "current",
-                               jit_compile=changes.get("jit_compile", False), **steps)
+    # JAX runs a training step only as one XLA program; eagerly it would time Python.
+    jit_compile = changes.get("jit_compile", changes.get("backend") == "jax")
+    return training_throughput(ModelConfig.from_dict(config), recipe, "current", jit_compile=jit_compile, **steps)
 
 
 def experiments(config: ModelConfig, recipe: Recipe, quick: bool = False, names=None) -> list[dict]:
     """Runs every entry of `EXPERIMENTS` (or those in `names`) in its own Python process."""
+    import importlib.util
+    import os
     import subprocess
     import sys
 
     steps = {"warmup": 2, "windows": 1, "window": 2} if quick else {"warmup": 24, "windows": 3, "window": 32}
     rows = []
     for name in names or EXPERIMENTS:
+        backend = EXPERIMENTS[name].get("backend", "tensorflow")
+        if importlib.util.find_spec(backend) is None:  # JAX is not among the pinned requirements
+            rows.append({"name": name, "error": f"{backend} is not installed (pip install {backend})"})
+            print(f"  {name}: {rows[-1]['error']}", flush=True)
+            continue
         spec = json.dumps([config.to_dict(), recipe.to_dict(), EXPERIMENTS[name], steps])
         code = ("import json, sys; from app.tflog import import_tensorflow; import_tensorflow(); "
                 "from app.bench import experiment; print(json.dumps(experiment(*json.loads(sys.argv[1]))))")
-        done = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True)
+        done = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True,
+                              env={**os.environ, "KERAS_BACKEND": backend})
         if done.returncode:
             reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
             rows.append({"name": name, "error": reason})

@@ -113,11 +113,23 @@ def test_bench_without_a_run_says_what_to_do(cli, tmp_path):
     )
 
 
+def test_the_jax_row_says_how_to_get_jax_when_it_is_missing(monkeypatch):
+    import importlib.util
+
+    from app.bench import experiments
+    from app.config import ModelConfig, Recipe
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else find_spec(name, *a))
+    rows = experiments(ModelConfig(), Recipe(), quick=True, names=["no augmentation, Keras JAX backend"])
+    assert rows == [{"name": "no augmentation, Keras JAX backend", "error": "jax is not installed (pip install jax)"}]
+
+
 def test_speed_experiment_runs_in_its_own_process_and_is_tabled():
     from app.bench import EXPERIMENTS, experiments, markdown
     from app.config import ModelConfig, Recipe
 
-    assert len(EXPERIMENTS) == 10 and list(EXPERIMENTS)[0] == "the run's recipe"
+    assert len(EXPERIMENTS) == 11 and list(EXPERIMENTS)[0] == "the run's recipe"
     rows = experiments(ModelConfig(), Recipe(), quick=True, names=["1 step per call"])
     assert rows[0]["name"] == "1 step per call" and "error" not in rows[0], rows
     assert rows[0]["steps_per_execution"] == 1 and rows[0]["images_per_second"] > 0
