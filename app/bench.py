@@ -155,9 +155,9 @@ def experiment(config: dict, recipe: dict, changes: dict, steps: dict) -> dict:
     import keras
     import tensorflow as tf
 
-    if keras.backend.backend() != changes.get("backend", "tensorflow"):
-        raise RuntimeError(f"Keras runs on {keras.backend.backend()}, not {changes.get('backend', 'tensorflow')}")
-
+    backend = changes.get("backend", "tensorflow")
+    if keras.backend.backend() != backend:
+        raise RuntimeError(f"Keras runs on {keras.backend.backend()}, not {backend}")
     if "intra_op" in changes:
         tf.config.threading.set_intra_op_parallelism_threads(changes["intra_op"])
     if "inter_op" in changes:
@@ -166,7 +166,7 @@ def experiment(config: dict, recipe: dict, changes: dict, steps: dict) -> dict:
         keras.mixed_precision.set_global_policy(changes["policy"])
     recipe = Recipe.from_dict({**recipe, **changes.get("recipe", {})})
     # JAX runs a training step only as one XLA program; eagerly it would time Python.
-    jit_compile = changes.get("jit_compile", changes.get("backend") == "jax")
+    jit_compile = changes.get("jit_compile", backend == "jax")
     return training_throughput(ModelConfig.from_dict(config), recipe, "current", jit_compile=jit_compile, **steps)
 
 
