@@ -6,7 +6,9 @@ import keras_tuner as kt
 import pytest
 from test_tuner import synthetic
 
+import tuner.cli as tuner_cli
 from app.config import ModelConfig, Recipe
+from app.errors import InputFileError, UsageError
 from tuner import frontier as fr
 from tuner import hypermodel as hm
 from tuner.cli import build_parser, claim_folder, search_settings
@@ -114,7 +116,6 @@ def fake_metrics(config, accuracy, seconds=200.0):
 
 
 def test_frontier_retrains_each_best_on_every_seed_and_writes_the_front(tmp_path, monkeypatch, capsys):
-    import tuner.cli as tuner_cli
 
     small = ModelConfig(transition1=6, patterns=(8, 10), transition2=6, object=(12, 12), budget=5000)
     accuracies = {3000: [0.9921, 0.9934, 0.9929], 5000: [0.9940, 0.9944, 0.9941]}
@@ -130,7 +131,9 @@ def test_frontier_retrains_each_best_on_every_seed_and_writes_the_front(tmp_path
         return fake_metrics(config, accuracies[budget][recipe.seed])
 
     monkeypatch.setattr(tuner_cli, "retrain", fake_retrain)
-    argv = ["frontier", "--budgets", "5000", "3000", "--dir", "tuning/frontier", "--out", str(tmp_path)]
+    default_runs = histories(tmp_path / "seeds", [0.9949, 0.9941, 0.9939])
+    argv = ["frontier", "--budgets", "5000", "3000", "--dir", "tuning/frontier", "--out", str(tmp_path),
+            "--default-runs", str(default_runs)]
     args = build_parser().parse_args(argv)
     args.argv = argv
     assert fr.frontier(args) == 0
@@ -146,8 +149,32 @@ def test_frontier_retrains_each_best_on_every_seed_and_writes_the_front(tmp_path
     assert "| 99.21% | 99.28% | 99.34% | no |" in table
     assert table.index("| 3,000 |") < table.index("| 5,000 |")  # by budget
     assert f"Smallest model holding 99.40% on 3/3 seeds: {params:,} parameters" in table
+    assert ("the default model (`8-t10-14/16-t10-16/16`, 7,862 parameters) over the 3 seed runs of `make results` "
+            f"({default_runs}): final test accuracy min 99.39%, mean 99.43%, max 99.49%; 2 of 3 seeds at or above "
+            "99.40%.") in table
     assert (tmp_path / "frontier.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert f"smallest model holding 99.40% on 3/3 seeds: {params:,} parameters (budget 5,000" in capsys.readouterr().out
+
+
+def histories(root, finals):
+    """`seedN/history.csv` files whose last epoch has each final test accuracy, as `make results` writes."""
+    for seed, final in enumerate(finals):
+        (root / f"seed{seed}").mkdir(parents=True)
+        (root / f"seed{seed}" / "history.csv").write_text(
+            f"epoch,accuracy,test_accuracy\n0,0.95,0.9812\n1,0.99,{final}\n")
+    return root
+
+
+def test_the_default_point_reads_final_epochs_and_refuses_a_history_without_test_accuracy(tmp_path):
+    assert fr.default_point(tmp_path / "none") is None
+    point = fr.default_point(histories(tmp_path / "ok", [0.9946, 0.9950]))
+    assert (point["parameters"], point["seeds"], point["min"], point["mean"], point["max"], point["held"]) == (
+        7862, 2, 99.46, 99.48, 99.5, 2)
+    bad = tmp_path / "bad" / "seed0"
+    bad.mkdir(parents=True)
+    (bad / "history.csv").write_text("epoch,accuracy,val_accuracy\n0,0.95,0.97\n")
+    with pytest.raises(InputFileError, match=r"seed0/history.csv: no final test accuracy \(a finished test run"):
+        fr.default_point(tmp_path / "bad")
 
 
 def test_frontier_row_holds_only_when_every_seed_reaches_the_bar():
@@ -167,3 +194,27 @@ def test_frontier_refuses_a_budget_under_the_smallest_model_before_searching(cli
     assert last_line(result.stderr) == (
         "error: budget 1,500 is below the smallest model of the search space (1,922 parameters)")
     assert not (tmp_path / "f").exists()
+
+
+def test_the_best_trial_is_the_same_in_any_order_ties_going_to_the_smaller_model():
+    rows = [
+        {"trial": "0001", "epochs": 2, "val_accuracy": 0.99, "parameters": 3000},  # short: cannot win
+        {"trial": "0005", "epochs": 6, "val_accuracy": 0.9832, "parameters": 3766},
+        {"trial": "0006", "epochs": 6, "val_accuracy": 0.9832, "parameters": 3922},
+        {"trial": "0007", "epochs": 6, "val_accuracy": 0.9786, "parameters": 3500},
+        {"trial": "0008", "epochs": 6, "val_accuracy": 0.9832, "parameters": 3766},
+    ]
+    assert tuner_cli.best_row(rows)["trial"] == "0005"
+    assert tuner_cli.best_row(rows[::-1])["trial"] == "0005"
+
+
+def test_a_finished_seed_run_of_another_config_is_refused_not_reported(tmp_path):
+    run = tmp_path / "seed0"
+    run.mkdir()
+    metrics = {"final_test_accuracy": 0.9903, "config": json.loads(json.dumps(ModelConfig().to_dict()))}
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    summary = fake_search(8000, ModelConfig())
+    assert tuner_cli.retrain(ModelConfig(), Recipe(), run, False, summary) == metrics
+    other = ModelConfig(transition1=6, patterns=(8, 10), transition2=6, object=(12, 12))
+    with pytest.raises(UsageError, match=rf"^{run} holds a finished run of another config than the best trial "):
+        tuner_cli.retrain(other, Recipe(), run, False, summary)

@@ -68,6 +68,9 @@ def build_parser() -> Parser:
                           help="searches and retrained runs, one folder per budget (default tuning/frontier/)")
     frontier.add_argument("--out", default="results",
                           help="where frontier.md, frontier.csv and frontier.png go (default results/)")
+    frontier.add_argument("--default-runs", default="results/seeds",
+                          help="the default model's seed runs from `make results` (seedN/history.csv), "
+                               "drawn beside the front; skipped when absent (default results/seeds/)")
     frontier.add_argument("--quick", action="store_true", help="small slices of the splits: a smoke test")
     add_verbose(frontier)
     return parser
@@ -225,9 +228,7 @@ def run_search(args, out: Path, role: str, command: str) -> dict | None:
     done = [r for r in rows if r["val_accuracy"] is not None]
     if not done:
         raise Refused(f"no trial of the search in {out} finished; see the trial lines above")
-    # Hyperband scores come from trainings of different lengths: only the longest compete.
-    longest = max(r["epochs"] for r in done)
-    best = max((r for r in done if r["epochs"] == longest), key=lambda r: r["val_accuracy"])
+    best = best_row(done)
     best_trial = oracle.trials[best["trial"]]
     config = tuner.model_maker.config(best_trial.hyperparameters)
     best_recipe = tuner.model_maker.trial_recipe(best_trial.hyperparameters)
@@ -273,6 +274,18 @@ def retrain_recipe(summary: dict, seed: int, epochs: int | None = None):
     return dataclasses.replace(recipe, epochs=epochs) if epochs else recipe
 
 
+def best_row(done: list[dict]) -> dict:
+    """The best finished trial: highest `val_accuracy` among the longest-trained trials.
+
+    Hyperband scores come from trainings of different lengths, so only the longest compete. A tie
+    goes to the smaller model, then to the earlier trial, so a reloaded search (whose trials come
+    back in another order) names the same best.
+    """
+    longest = max(r["epochs"] for r in done)
+    return min((r for r in done if r["epochs"] == longest),
+               key=lambda r: (-r["val_accuracy"], r["parameters"], r["trial"]))
+
+
 def retrain(config, recipe, run: Path, quick: bool, summary: dict) -> dict:
     """Retrains a search's best configuration into `run`, or reads it when already finished.
 
@@ -283,11 +296,16 @@ def retrain(config, recipe, run: Path, quick: bool, summary: dict) -> dict:
         quick: small slices of the splits (a smoke test).
         summary: the search's summary (`searched`), for the run's provenance.
     """
-    from app.train import train
+    from app.files import read_json
+    from app.train import RunFolderError, train
 
-    if (run / "metrics.json").exists():
-        return json.loads((run / "metrics.json").read_text())
     trial, command = summary["best_trial"]["trial"], summary["command"]
+    if (run / "metrics.json").exists():
+        metrics = read_json(str(run / "metrics.json"), "metrics")
+        if metrics.get("config") != json.loads(json.dumps(config.to_dict())):
+            raise RunFolderError(f"{run} holds a finished run of another config than the best trial {trial}; "
+                                 "move it away to retrain that trial")
+        return metrics
     origin = {"kind": "search", "search_command": command, "search_dir": summary["search_dir"], "trial": trial}
     retrain_command = f"{command}  # retraining trial {trial} with seed {recipe.seed} into {run}"
     return train(config, recipe, out=run, quick=quick, command=retrain_command, origin=origin)

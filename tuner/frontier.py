@@ -74,7 +74,7 @@ def frontier(args: argparse.Namespace) -> int:
         rows.append(front_row(budget, summary, runs))
 
     out = Path(args.out)
-    write_front(rows, out, args)
+    write_front(rows, out, args, default_point(args.default_runs))
     holding = [r for r in rows if r["holds"]]
     if holding:
         smallest = min(holding, key=lambda r: r["parameters"])
@@ -93,6 +93,47 @@ def layout(config: dict) -> str:
     patterns, obj = config["patterns"], config["object"]
     return (f"{edges}-t{config['transition1']}-{patterns[0]}/{patterns[1]}"
             f"-t{config['transition2']}-{obj[0]}/{obj[1]}")
+
+
+def default_point(root: str | Path) -> dict | None:
+    """The default model's final test accuracies over the seed runs of `make results`.
+
+    Drawn beside the front, it answers the front's question for the model that ships.
+
+    Args:
+        root: the folder holding `seedN/history.csv` (`results/seeds` after `make results`).
+
+    Returns:
+        Its parameters, layout and per-seed statistics, or None when there are no runs.
+
+    Raises:
+        InputFileError: a history without a final test accuracy.
+    """
+    from app.config import ModelConfig
+    from app.errors import InputFileError
+    from app.model import build_model
+
+    histories = sorted(Path(root).glob("seed*/history.csv"))
+    if not histories:
+        return None
+    finals = []
+    for path in histories:
+        try:
+            with path.open(newline="") as f:
+                finals.append(100 * float(list(csv.DictReader(f))[-1]["test_accuracy"]))
+        except (OSError, KeyError, IndexError, ValueError):
+            raise InputFileError(f"{path}: no final test accuracy (a finished test run's history.csv)") from None
+    config = ModelConfig()
+    return {
+        "parameters": build_model(config).count_params(),
+        "layout": layout(config.to_dict()),
+        "seeds": len(finals),
+        "min": round(min(finals), 2),
+        "mean": round(statistics.mean(finals), 3),
+        "max": round(max(finals), 2),
+        "held": sum(round(a, 2) >= 100 * BAR for a in finals),
+        "runs": str(root),
+    }
 
 
 def front_row(budget: int, summary: dict, runs: list[dict]) -> dict:
@@ -121,8 +162,8 @@ def front_row(budget: int, summary: dict, runs: list[dict]) -> dict:
     }
 
 
-def write_front(rows: list[dict], out: Path, args: argparse.Namespace) -> None:
-    """Writes `frontier.csv`, `frontier.md` and `frontier.png` into `out`."""
+def write_front(rows: list[dict], out: Path, args: argparse.Namespace, default: dict | None = None) -> None:
+    """Writes `frontier.csv`, `frontier.md` and `frontier.png` into `out`, the default beside the front."""
     from app.errors import command_line
     from app.files import make_folder, write_text
 
@@ -132,12 +173,12 @@ def write_front(rows: list[dict], out: Path, args: argparse.Namespace) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_text(out / "frontier.csv", text.getvalue())
-    write_text(out / "frontier.md", markdown(rows, command_line(args.argv, "python -m tuner")))
-    plot_front(rows, out / "frontier.png")
+    write_text(out / "frontier.md", markdown(rows, command_line(args.argv, "python -m tuner"), default))
+    plot_front(rows, out / "frontier.png", default)
 
 
-def markdown(rows: list[dict], command: str) -> str:
-    """The front as a Markdown table, with how it was made."""
+def markdown(rows: list[dict], command: str, default: dict | None = None) -> str:
+    """The front as a Markdown table, with how it was made and the default beside it."""
     seeds = rows[0]["seeds"]
     lines = [
         f"`{command}`", "",
@@ -164,10 +205,15 @@ def markdown(rows: list[dict], command: str) -> str:
                      f"(`{s['layout']}`, {s['search_dir']}, trial {s['trial']}).")
     else:
         lines.append(f"No budget's best held 99.40% on {seeds}/{seeds} seeds.")
+    if default:
+        lines += ["", f"Beside it, the default model (`{default['layout']}`, {default['parameters']:,} parameters) "
+                      f"over the {default['seeds']} seed runs of `make results` ({default['runs']}): final test "
+                      f"accuracy min {default['min']:.2f}%, mean {default['mean']:.2f}%, max {default['max']:.2f}%; "
+                      f"{default['held']} of {default['seeds']} seeds at or above 99.40%."]
     return "\n".join(lines) + "\n"
 
 
-def plot_front(rows: list[dict], path: Path) -> None:
+def plot_front(rows: list[dict], path: Path, default: dict | None = None) -> None:
     """Draws final test accuracy (mean, min-max bars) against total parameters, with references."""
     import matplotlib
 
@@ -191,6 +237,11 @@ def plot_front(rows: list[dict], path: Path) -> None:
                label="seed reference (~8K)", zorder=3)
     ax.errorbar(x, mean, yerr=[low, high], fmt="o-", color="tab:blue", capsize=4, zorder=4,
                 label=f"this front: mean, min-max over {rows[0]['seeds']} seeds")
+    if default:
+        ax.errorbar([default["parameters"]], [default["mean"]],
+                    yerr=[[default["mean"] - default["min"]], [default["max"] - default["mean"]]],
+                    fmt="*", markersize=12, color="tab:green", capsize=4, zorder=5,
+                    label=f"the default ({default['parameters']:,}): mean, min-max over {default['seeds']} seeds")
     for r in rows:
         ax.annotate(f"{r['budget'] // 1000}K", (r["parameters"], r["max"]), textcoords="offset points",
                     xytext=(0, 6), ha="center", fontsize=8)

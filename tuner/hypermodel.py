@@ -115,8 +115,9 @@ class TinyHyperModel(kt.HyperModel):
         recipe = self.trial_recipe(hp)
         compile_model(model, recipe, steps_per_epoch)
         start = time.perf_counter()
+        # shuffle=False: the pipeline already orders each epoch (see `app.data.train_pipeline`).
         model.fit(train, epochs=recipe.epochs, verbose=kwargs.get("verbose", 0),
-                  callbacks=kwargs.get("callbacks"))
+                  callbacks=kwargs.get("callbacks"), shuffle=False)
         _, val_accuracy = model.evaluate(validation, verbose=0)
         return {
             "val_accuracy": val_accuracy,

@@ -16,7 +16,8 @@ def write_tables(rows: list[dict], out: Path) -> None:
         rows: one dict per trial, as `tuner.search.trial_row` returns them.
         out: the folder to write into.
     """
-    rows = sorted(rows, key=lambda r: -(r["val_accuracy"] or 0.0))
+    # Ties in the order `tuner.cli.best_row` breaks them: the smaller model, then the earlier trial.
+    rows = sorted(rows, key=lambda r: (-(r["val_accuracy"] or 0.0), r["parameters"] or 0, r["trial"]))
     # Promoted Hyperband trials have one more column than the others: take them all, in order.
     columns = list(dict.fromkeys(c for r in rows for c in r)) or ["trial"]
     text = io.StringIO()
