@@ -37,6 +37,11 @@ def train_missing(runs: list[Path]) -> None:
               f"({metrics['train_seconds']:.0f} s of training)", flush=True)
 
 
+def seeds_held(finals: list[float], bar: float = BAR) -> int:
+    """How many final accuracies (in %) reach `bar` at the two decimals they are reported with."""
+    return sum(round(value, 2) >= 100 * bar for value in finals)
+
+
 def first_epoch_at(accuracies: list[float], bar: float = BAR) -> str:
     """The first epoch (counted from 1) whose test accuracy reached `bar`, for information."""
     return next((str(i + 1) for i, value in enumerate(accuracies) if round(value, 4) >= bar), "never")
@@ -62,7 +67,7 @@ def table(runs: list[Path]) -> str:
         rows.append(f"| {m['seed']} | {m['parameters']['total']:,} | {m['epochs']} | {100 * final:.2f}% | "
                     f"{first_epoch_at(m['test_accuracy_per_epoch'])} | {m['train_seconds']:.0f} s | "
                     f"{m['wall_seconds']:.0f} s |")
-    held = sum(round(value, 2) >= 100 * BAR for value in finals)
+    held = seeds_held(finals)
     lines = [
         "| seed | parameters | epochs | final test accuracy | first epoch ≥ 99.40% (info only) "
         "| training | training + evaluation |",
