@@ -302,7 +302,7 @@ def retrain(config, recipe, run: Path, quick: bool, summary: dict) -> dict:
     trial, command = summary["best_trial"]["trial"], summary["command"]
     if (run / "metrics.json").exists():
         metrics = read_json(str(run / "metrics.json"), "metrics")
-        if metrics.get("config") != json.loads(json.dumps(config.to_dict())):
+        if metrics.get("config") != config.to_dict():
             raise RunFolderError(f"{run} holds a finished run of another config than the best trial {trial}; "
                                  "move it away to retrain that trial")
         return metrics

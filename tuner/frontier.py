@@ -116,7 +116,7 @@ def default_point(root: str | Path) -> dict | None:
     """
     from app.config import ModelConfig
     from app.errors import InputFileError
-    from app.model import build_model
+    from app.model import count_parameters
 
     histories = sorted(Path(root).glob("seed*/history.csv"))
     if not histories:
@@ -130,7 +130,7 @@ def default_point(root: str | Path) -> dict | None:
             raise InputFileError(f"{path}: no final test accuracy (a finished test run's history.csv)") from None
     config = ModelConfig()
     return {
-        "parameters": build_model(config).count_params(),
+        "parameters": count_parameters(config),
         "layout": layout(config.to_dict()),
         "seeds": len(finals),
         **spread(finals),
