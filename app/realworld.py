@@ -18,16 +18,22 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
 from app.litert import TFLiteClassifier
+from app.predict import UNSURE_BELOW
 from app.preprocess import ImageFileError, NoDigitError, preprocess_file
 
 MNIST_TOLERANCE = 0.0005  # 0.05 points
 
 
 def score_part(folder: Path, classify) -> dict:
-    """Accuracy per kind of one part; a refused image ("no digit found") counts as wrong."""
+    """Accuracy per kind of one part; a refused image ("no digit found") counts as wrong.
+
+    Also counts the answers `predict` marks "unsure" (top probability under `UNSURE_BELOW`)
+    and how often those and the others were right.
+    """
     from app.devset import read_labels
 
     counts = collections.defaultdict(lambda: {"images": 0, "right": 0, "no_digit": 0, "crashed": 0})
+    answers = {"unsure": 0, "unsure_right": 0, "sure": 0, "sure_right": 0}
     start = time.perf_counter()
     rows = read_labels(folder)
     for path, label, kind, _ in rows:
@@ -41,11 +47,16 @@ def score_part(folder: Path, classify) -> dict:
         except (ImageFileError, ValueError, OSError):
             entry["crashed"] += 1
             continue
-        entry["right"] += int(classify(pixels[None, :, :, None].astype(np.float32))[0].argmax() == label)
+        probabilities = classify(pixels[None, :, :, None].astype(np.float32))[0]
+        right = int(probabilities.argmax() == label)
+        entry["right"] += right
+        sure = "unsure" if probabilities.max() < UNSURE_BELOW else "sure"
+        answers[sure] += 1
+        answers[f"{sure}_right"] += right
     seconds = time.perf_counter() - start
     for entry in counts.values():
         entry["accuracy"] = entry["right"] / entry["images"]
-    return {"kinds": dict(counts), "images_per_second": len(rows) / seconds}
+    return {"kinds": dict(counts), "answers": answers, "images_per_second": len(rows) / seconds}
 
 
 def mnist_unchanged(classify) -> dict:
@@ -136,6 +147,13 @@ def markdown(result: dict) -> str:
         for kind, entry in scored["kinds"].items():
             lines.append(f"| {part} | {kind} | {entry['images']:,} | {100 * entry['accuracy']:.2f}% | "
                          f"{entry['no_digit']} | {entry['crashed']} | {scored['images_per_second']:,.0f} |")
+    lines.append("")
+    for part, scored in result["parts"].items():
+        a = scored["answers"]
+        share = lambda right, total: f"{100 * right / total:.1f}%" if total else "-"  # noqa: E731
+        lines.append(f"- {part}: {a['unsure']:,} of {a['unsure'] + a['sure']:,} answers unsure (probability under "
+                     f"{UNSURE_BELOW}), right {share(a['unsure_right'], a['unsure'])} of the time; the others right "
+                     f"{share(a['sure_right'], a['sure'])}")
     if "mnist" in result:
         m = result["mnist"]
         lines.append("")

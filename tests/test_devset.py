@@ -46,6 +46,11 @@ def test_realworld_scores_a_part_without_crashes(tmp_path, formats):
     assert all(v["crashed"] == 0 for v in scored["kinds"].values())
     assert scored["kinds"]["photo"]["right"] >= 6  # a 2-epoch model, through the contract
     assert "| dev | photo | 10 |" in markdown({"parts": {"dev": scored}})
+    a = scored["answers"]
+    assert a["unsure"] + a["sure"] == 20 - sum(v["no_digit"] for v in scored["kinds"].values())
+    assert a["unsure_right"] + a["sure_right"] == sum(v["right"] for v in scored["kinds"].values())
+    assert f"- dev: {a['unsure']} of {a['unsure'] + a['sure']} answers unsure (probability under 0.6)" in markdown(
+        {"parts": {"dev": scored}})
 
 
 def test_realworld_scores_a_validation_run_without_reading_test(tmp_path):

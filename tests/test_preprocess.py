@@ -56,7 +56,7 @@ def test_step5_polarity_is_detected_from_the_border():
     assert pp.polarity_of(gray * 0.45) == "dark-on-light"
 
 
-def test_steps6_to_10_a_one_on_tinted_shaded_paper_becomes_a_centred_light_stroke():
+def test_steps6_to_11_a_one_on_tinted_shaded_paper_becomes_a_centred_light_stroke():
     image = one_stroke().astype(np.float32)
     image *= np.linspace(0.6, 1.0, image.shape[1])[None, :, None]  # a shadow across the sheet
     out = pp.preprocess_image(Image.fromarray(image.astype(np.uint8)))
@@ -86,7 +86,42 @@ def test_step7_contrast_maps_the_paper_to_0_and_the_ink_to_255():
     assert out[:10].max() == 0  # noise far from the stroke is gone
 
 
-def test_step10_the_centre_of_mass_lands_on_14_14():
+def test_step9_stroke_width_is_area_over_half_the_outline():
+    values = np.zeros((80, 40), np.float32)
+    values[10:70, 17:23] = 255  # a bar 60 x 6
+    # Area 360; the pixels with all four neighbours inside are the 58 x 4 = 232 inner ones, so
+    # the outline has 128 and the width is 2 * 360 / 128 = 5.625.
+    assert pp.stroke_width(values) == 5.625
+    values[10:70, 17:23] = pp.SPECK_LEVEL  # not above the level: no stroke at all
+    assert pp.stroke_width(values) == 0.0
+
+
+def test_step9_a_narrower_window_follows_a_shadow_into_its_acute_corner():
+    ys, xs = np.indices((160, 160))
+    gray = np.full((160, 160), 230.0, np.float32)
+    gray[xs - 95 > 0.35 * np.abs(ys - 80)] = 130  # a shadow whose edges meet at 39 degrees
+    gray[40:120, 60:66] = 40  # a dark "1", 6 pixels wide
+    ink = 255.0 - gray
+    first = pp.normalise(ink, dark_ink=True)
+    # The first pass's window, 0.4 x 160 = 64 -> 65 pixels, cannot reach into the corner; the
+    # second's, 5 stroke widths (5 x 5.94 = 29.7 -> 29 pixels), reaches 2.2 times farther.
+    assert pp.first_window(ink) == 65 and pp.stroke_width(first) == 5.9375
+    second = pp.refine(ink, first, dark_ink=True)
+    wedge = np.s_[:, 80:]  # right of the stroke and its halo
+    assert (first[wedge] > 0).sum() == 375 and (second[wedge] > 0).sum() == 56
+    np.testing.assert_array_equal(second[40:120, 60:66], first[40:120, 60:66])  # the stroke itself stays
+
+
+def test_step9_keeps_the_first_pass_when_the_window_would_not_be_narrower():
+    gray = np.zeros((60, 60), np.float32)
+    gray[20:40, 20:40] = 200  # a blob 20 wide, narrower than the first window (0.4 x 60 -> 25)
+    first = pp.normalise(gray)
+    # Its width is 2 * 400 / 76 = 10.5 (76 outline pixels): 5 widths, 52, would not be narrower.
+    assert pp.stroke_width(first) == 800 / 76
+    assert pp.refine(gray, first) is first
+
+
+def test_step11_the_centre_of_mass_lands_on_14_14():
     values = np.zeros((50, 30), np.float32)
     values[5:45, 3:9] = 255  # a bar hugging the left
     values[40:45, 3:27] = 255  # and a foot to the right: an L
@@ -119,7 +154,7 @@ def test_no_digit_is_refused(name, gray):
         pp.preprocess_gray(np.clip(gray, 0, 255))
 
 
-def test_step9_area_resize_keeps_the_mean_and_is_the_identity_at_the_same_size():
+def test_step10_area_resize_keeps_the_mean_and_is_the_identity_at_the_same_size():
     values = np.random.default_rng(1).uniform(0, 255, (30, 17))
     np.testing.assert_allclose(pp.area_resize(values, (30, 17)), values)
     small = pp.area_resize(values, (10, 6))

@@ -28,6 +28,7 @@ export const SPECK_LEVEL = 64; // pixels above this (after the stretch) form the
 export const SPECK_FRACTION = 0.1; // components smaller than this share of the largest are specks
 export const HALO = 3; // pixels kept around the kept components (the strokes' soft edges)
 export const MIN_DIGIT_PIXELS = 6; // the largest component must have at least this many pixels
+export const STROKE_WINDOWS = 5; // the second pass's opening is this many stroke widths wide
 
 const f32 = Math.fround;
 
@@ -247,17 +248,19 @@ export function polarityOf(gray) {
 // --- steps 6 to 8: background, contrast, specks --------------------------------------------
 
 /** Step 6: the paper's level under every pixel, a grey opening wider than any stroke. */
-export function background(ink) {
-  const size = oddWindow(BG_FRACTION, ink);
+export function background(ink, size = oddWindow(BG_FRACTION, ink)) {
   const eroded = alongAxes(ink, extreme1d(size, (a, b) => a <= b));
   return alongAxes(eroded, extreme1d(size, (a, b) => a >= b));
 }
 
-/** Steps 6 to 8: paper to 0, ink to 255, specks and noise removed. Throws NoDigitError. */
-export function normalise(ink, darkInk = false) {
+/**
+ * Steps 6 to 8: paper to 0, ink to 255, specks and noise removed. Throws NoDigitError.
+ * `window` is step 6's opening window; undefined for the first pass's.
+ */
+export function normalise(ink, darkInk = false, window = undefined) {
   const { width, height } = ink;
   const n = width * height;
-  const paper = background(ink).data;
+  const paper = background(ink, window).data;
   let values = new Float32Array(n);
   for (let i = 0; i < n; i++) values[i] = Math.min(Math.max(f32(ink.data[i] - paper[i]), 0), 255);
   if (darkInk) {
@@ -325,7 +328,36 @@ function components(values, width, height) {
   return { labels, sizes };
 }
 
-// --- steps 9 and 10: fit and centre ----------------------------------------------------------
+// --- step 9: a second pass with an opening a few stroke widths wide ---------------------------
+
+/** Step 9's measure: 2 x the pixels above SPECK_LEVEL / those with a 4-neighbour (or edge) not above. */
+export function strokeWidth(values) {
+  const { data, width, height } = values;
+  const ink = (y, x) => y >= 0 && y < height && x >= 0 && x < width && data[y * width + x] > SPECK_LEVEL;
+  let area = 0, outline = 0;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if (!ink(y, x)) continue;
+      area++;
+      if (!(ink(y - 1, x) && ink(y + 1, x) && ink(y, x - 1) && ink(y, x + 1))) outline++;
+    }
+  }
+  return (2 * area) / Math.max(outline, 1);
+}
+
+/** Step 9: steps 6 to 8 again with a window STROKE_WINDOWS stroke widths wide, when narrower. */
+export function refine(ink, values, darkInk = false) {
+  const window = Math.max(3, Math.floor(STROKE_WINDOWS * strokeWidth(values)) | 1);
+  if (window >= oddWindow(BG_FRACTION, ink)) return values;
+  try {
+    return normalise(ink, darkInk, window);
+  } catch (error) {
+    if (error instanceof NoDigitError) return values; // the first pass found one: keep it
+    throw error;
+  }
+}
+
+// --- steps 10 and 11: fit and centre ---------------------------------------------------------
 
 const roundHalfUp = (x) => Math.floor(x + 0.5);
 
@@ -366,7 +398,7 @@ function areaResize(crop, cropH, cropW, h, w) {
   return out;
 }
 
-/** Steps 9 and 10: crops the ink, fits it into BOX, centres it by mass in SIZE x SIZE. */
+/** Steps 10 and 11: crops the ink, fits it into BOX, centres it by mass in SIZE x SIZE. */
 export function fitAndCentre(values) {
   const { data, width, height } = values;
   let top = height, bottom = -1, left = width, right = -1;
@@ -405,15 +437,15 @@ export function fitAndCentre(values) {
 
 // --- the whole contract ----------------------------------------------------------------------
 
-/** Steps 5 to 10: a gray image to the model's input, uint8 [28 * 28], light digit on black. */
+/** Steps 5 to 11: a gray image to the model's input, uint8 [28 * 28], light digit on black. */
 export function preprocessGray(gray, polarity = "auto") {
   if (polarity === "auto") polarity = polarityOf(gray);
   const darkInk = polarity === "dark-on-light";
   const ink = darkInk ? new Gray(gray.data.map((v) => f32(255 - v)), gray.width, gray.height) : gray;
-  return fitAndCentre(normalise(ink, darkInk));
+  return fitAndCentre(refine(ink, normalise(ink, darkInk), darkInk));
 }
 
-/** Steps 2 (the reduction) to 10 for decoded RGBA bytes, such as a canvas's ImageData. */
+/** Steps 2 (the reduction) to 11 for decoded RGBA bytes, such as a canvas's ImageData. */
 export function preprocessRGBA(rgba, width, height, polarity = "auto") {
   const factor = Math.ceil(Math.max(width, height) / WORK_SIDE);
   const reduced = reduceRGBA(rgba, width, height, factor);
