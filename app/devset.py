@@ -1,18 +1,21 @@
 """A development set of real-world digit images, made from a seed (never committed).
 
-Two kinds, both polarities, in two parts with disjoint sources and seeds:
+Three kinds in four parts with their own sources and seeds:
 - `photo`: MNIST test digits re-rendered as photographs: a random scale and place on a
   larger canvas, tinted paper with a gradient and a soft shadow, thicker or thinner strokes,
   a small rotation, blur, sensor noise and JPEG compression; a quarter are light chalk on a
   dark board.
 - `pen`: the UCI pen digits that ship with scikit-learn (`load_digits`, 8x8, other writers),
   upscaled onto a margin, half dark ink on white, half light on black.
+- `lined`: photos as above, in ink, on ruled or squared notebook paper whose lines cross the
+  digit (the `lined` part only).
 
 `dev/` is for tuning the preprocessing constants and the training recipe; `heldout/` and
 `final/` are only for reporting. The photo digits come from the MNIST test split (the model
 never trained on them): test images 0-1999 for `dev`, 5000-6999 for `heldout`, 7000-8999 for
 `final`; the pen digits are split in halves (there are only 1,797), so `final` renders the
-second half again with its own seed: new pictures of digits `heldout` also holds.
+second half again with its own seed: new pictures of digits `heldout` also holds. `lined/`
+(test images 9000-9999, no pen digits) measures the contract's ruled-line step.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ PARTS = {
     "dev": (0, slice(0, 2000), 0),
     "heldout": (1, slice(5000, 7000), 1),
     "final": (2, slice(7000, 9000), 1),
+    "lined": (3, slice(9000, 10000), None),
 }
 
 
@@ -52,8 +56,33 @@ def paper(height: int, width: int, rng: np.random.Generator, dark: bool) -> tupl
     return sheet, shade
 
 
-def photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, str]:
+def ruling(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """A notebook's lines: ruled, or squared (half the time), slightly turned; coverage 0..1.
+
+    Lines 1-3 pixels wide, 12-30% of the shorter side apart (so they cross the digit), turned
+    by up to 5 degrees as a hand-held photo turns them.
+    """
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle = np.deg2rad(rng.uniform(-5, 5))
+    gap = rng.uniform(0.12, 0.3) * min(height, width)
+    thickness = rng.uniform(1, 3)
+    across = [ys * np.cos(angle) - xs * np.sin(angle)]
+    if rng.random() < 0.5:
+        across.append(xs * np.cos(angle) + ys * np.sin(angle))
+    coverage = np.zeros((height, width), np.float32)
+    for position in across:
+        distance = np.abs((position - rng.uniform(0, gap)) % gap - gap / 2)  # from the line's centre
+        coverage = np.maximum(coverage, np.clip(thickness / 2 + 0.5 - (gap / 2 - distance), 0, 1))
+    return coverage
+
+
+def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False) -> tuple[Image.Image, str]:
     """An MNIST digit (uint8 28x28, light on dark) photographed on paper.
+
+    Args:
+        digit: the MNIST digit.
+        rng: the part's random generator.
+        lined: on ruled or squared paper, in ink.
 
     Returns:
         The RGB image and its polarity ("dark-on-light" for ink, "light-on-dark" for chalk).
@@ -73,8 +102,12 @@ def photo(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, str
     h, w = min(ink.height, height), min(ink.width, width)
     top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
     alpha[top : top + h, left : left + w] = np.asarray(ink, np.float32)[:h, :w] / 255.0
-    dark = rng.random() < 0.25
+    dark = rng.random() < 0.25 and not lined
     sheet, shade = paper(height, width, rng, dark)
+    if lined:  # blue or grey lines, fainter than the ink
+        lines = float(sheet.mean()) * rng.uniform(0.55, 0.85) * np.array([1, 1, rng.uniform(1, 1.4)])
+        coverage = ruling(height, width, rng)[..., None]
+        sheet = sheet * (1 - coverage) + lines[None, None, :] * coverage
     level = float(sheet.mean())
     if dark:  # chalk: well above the board
         colour = level + (255 - level) * rng.uniform(0.5, 1.0, 3)
@@ -99,11 +132,11 @@ def pen(digit: np.ndarray, rng: np.random.Generator, dark_on_light: bool) -> Ima
 
 
 def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -> Path:
-    """Writes one part of the set (`dev`, `heldout` or `final`) with `labels.csv`; returns its folder.
+    """Writes one part of the set (`dev`, `heldout`, `final` or `lined`) with `labels.csv`; returns its folder.
 
     Args:
         out: the set's folder (`out/part/` is written).
-        part: "dev", "heldout" or "final".
+        part: "dev", "heldout", "final" or "lined".
         seed: the base seed; each part adds its own offset.
         limit: at most this many images of each kind (a smoke test); None for all.
     """
@@ -121,12 +154,12 @@ def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -
     images, labels = data.in_memory(data.load_split(f"test[{mnist_slice.start}:{stop}]"))
     for i, (image, label) in enumerate(zip(images.numpy()[..., 0], labels.numpy())):
         name = f"photo_{i:04d}.jpg"
-        picture, polarity = photo(image, rng)
+        picture, polarity = photo(image, rng, lined=part == "lined")
         picture.save(folder / name, quality=int(rng.integers(35, 95)))
-        rows.append((name, int(label), "photo", polarity))
+        rows.append((name, int(label), "lined" if part == "lined" else "photo", polarity))
     pens = load_digits()
     half = len(pens.target) // 2
-    chosen = range(half) if pen_half == 0 else range(half, len(pens.target))
+    chosen = range(0) if pen_half is None else range(half) if pen_half == 0 else range(half, len(pens.target))
     chosen = chosen if limit is None else chosen[:limit]
     for i in chosen:
         name = f"pen_{i:04d}.png"

@@ -27,12 +27,23 @@ contract" numbers the same steps, and the constants below are the only copy of t
    midpoint of floor and peak, and the ink level is their `INK_PERCENTILE`th percentile.
    Levels are stretched linearly so the floor maps to 0 and the ink level to 255 (clipped).
    A peak or an ink level less than `MIN_CONTRAST` above the floor means "no digit found".
-8. Specks: 8-connected components of the pixels above `SPECK_LEVEL`. Components that touch
-   the image's border are dropped when another one of at least `MIN_DIGIT_PIXELS` pixels
-   does not (a shadow's edge reaches the border; a framed digit does not); of the rest,
-   those smaller than `SPECK_FRACTION` of the largest are dropped, and every pixel farther
-   than `HALO` pixels (8-connected) from a kept component is set to 0. No component of at
-   least `MIN_DIGIT_PIXELS` pixels means "no digit found".
+8. Lines and specks. Ruled or squared paper first, among the pixels above `LINE_LEVEL`: a
+   slice is the pixels (y, x) with y - floor(x k / 64 + 0.5) = r (a row sheared by k/64,
+   |k| <= `LINE_SLOPES`, k tried from -`LINE_SLOPES` up), and the slope whose slices' counts
+   of such pixels have the largest sum of squares is used (the first on a tie). Its slices of at least half the
+   width, lit on at least `LINE_SHARE` of their pixels, lit within `LINE_END` of the width
+   from both their ends, and whose slices `LINE_WIDTH` away on both sides are lit on at most
+   half their pixels (a line is thin; a shadow's edge is a broad ramp) are lines. Their
+   pixels and 8-neighbours are set to 0, except where the pixels `LINE_WIDTH` away across
+   the line, on both sides, are above `SPECK_LEVEL` and not on a line of the other direction
+   (a stroke crosses there). The same with
+   columns for vertical lines, both judged on the same image. Then the specks: 8-connected
+   components of the pixels above `SPECK_LEVEL`. Components that touch the image's border
+   are dropped when another one of at least `MIN_DIGIT_PIXELS` pixels does not (a shadow's
+   edge reaches the border; a framed digit does not); of the rest, those smaller than
+   `SPECK_FRACTION` of the largest are dropped, and every pixel farther than `HALO` pixels
+   (8-connected) from a kept component is set to 0. No component of at least
+   `MIN_DIGIT_PIXELS` pixels means "no digit found".
 9. Stroke width: w = 2 x (pixels above `SPECK_LEVEL`) / (those of them with a 4-neighbour,
    or the image's edge, not above it): a stroke's area over half its outline. When the
    window max(3, floor(`STROKE_WINDOWS` w) | 1) is narrower than step 6's, steps 6-8 run
@@ -75,6 +86,11 @@ SPECK_LEVEL = 64  # pixels above this (after the stretch) form the components
 SPECK_FRACTION = 0.1  # components smaller than this share of the largest are specks
 HALO = 3  # pixels kept around the kept components (the strokes' soft edges)
 MIN_DIGIT_PIXELS = 6  # the largest component must have at least this many pixels
+LINE_LEVEL = 16  # ruled lines are found among the pixels above this (they are fainter than ink)
+LINE_SHARE = 0.85  # a slice lit over this share of the width is a ruled line (a digit spans less)
+LINE_END = 0.02  # ... when it reaches this share of the width from either end
+LINE_WIDTH = 4  # ... and the slices this far away on either side are mostly paper
+LINE_SLOPES = 9  # line slopes tried: k/64 for |k| up to this (about 8 degrees)
 STROKE_WINDOWS = 5  # the second pass's opening is this many stroke widths wide
 
 
@@ -226,8 +242,6 @@ def normalise(ink: np.ndarray, dark_ink: bool = False, window: int | None = None
     Raises:
         NoDigitError: when nothing stands out as a digit.
     """
-    from scipy.ndimage import label, maximum_filter
-
     paper = background(ink, window)
     values = np.clip(ink - paper, 0, 255)
     if dark_ink:
@@ -247,6 +261,23 @@ def normalise(ink: np.ndarray, dark_ink: bool = False, window: int | None = None
         raise NoDigitError("no digit found (blank or uniform image)")
     values = np.clip((values - floor) * (255.0 / (level - floor)), 0, 255)
 
+    cleared = clear_lines(values)
+    try:
+        return keep_digit(cleared)
+    except NoDigitError:
+        if cleared is values:
+            raise
+        return keep_digit(values)  # clearing left no digit: a lone stroke taken for a line
+
+
+def keep_digit(values: np.ndarray) -> np.ndarray:
+    """Step 8's specks: keeps the digit's components and their halo, sets the rest to 0.
+
+    Raises:
+        NoDigitError: when no component is large enough to be a digit.
+    """
+    from scipy.ndimage import label, maximum_filter
+
     components, count = label(values > SPECK_LEVEL, structure=np.ones((3, 3), bool))
     sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
     # A shadow's edge or a corner of the desk reaches the border; a framed digit does not.
@@ -263,6 +294,81 @@ def normalise(ink: np.ndarray, dark_ink: bool = False, window: int | None = None
     # Within HALO 8-connected steps of a kept pixel = within a (2 HALO + 1)-wide square of one.
     kept = maximum_filter(kept, size=2 * HALO + 1, mode="constant", cval=False)
     return np.where(kept, values, 0.0)
+
+
+def row_lines(ink: np.ndarray) -> np.ndarray:
+    """Step 8's ruled lines along the rows of a mask: the pixels of the line slices."""
+    height, width = ink.shape
+    found = np.zeros_like(ink)
+    ys, xs = np.nonzero(ink)
+    size = height + 2 * width + 1  # slice numbers run from 0 (+ width keeps them positive)
+    # Every slope at once: row i of `counts` counts the slices of slope k = i - LINE_SLOPES;
+    # floor(x k / 64 + 0.5) in integers, so every runtime finds the same slices.
+    slopes = np.arange(-LINE_SLOPES, LINE_SLOPES + 1)[:, None]
+    slices = ys[None, :] - ((xs[None, :] * slopes + 32) >> 6) + width + size * np.arange(len(slopes))[:, None]
+    counts = np.bincount(slices.ravel(), minlength=size * len(slopes)).reshape(len(slopes), size)
+    # The slope along which the lines lie gathers their pixels into the fewest, fullest
+    # slices: the largest sum of squared counts (the first such slope on a tie).
+    best = int(np.argmax((counts.astype(np.int64) ** 2).sum(axis=1)))
+    k, counts = best - LINE_SLOPES, counts[best]
+    if counts.max() < LINE_SHARE * width / 2:  # no slice can be a line: most pictures stop here
+        return found
+    all_ys, all_xs = np.indices(ink.shape).reshape(2, -1)
+    slices = all_ys - ((all_xs * k + 32) >> 6) + width
+    length = np.bincount(slices, minlength=size)  # each slice's pixels inside the picture
+    lines = (counts >= LINE_SHARE * length) & (2 * length >= width)
+    # A line is thin: the slices LINE_WIDTH away on both sides are mostly paper (a shadow's
+    # edge is a broad ramp, lit there too), or outside the picture.
+    paper = np.ones(size + 2 * LINE_WIDTH, bool)
+    paper[LINE_WIDTH:-LINE_WIDTH] = 2 * counts <= length
+    lines &= paper[:size] & paper[2 * LINE_WIDTH :]
+    # A line runs from edge to edge: lit within LINE_END of the width of both its ends (in it
+    # or the slices beside it, where a line turned between two slopes drifts).
+    ends = int(LINE_END * width)
+    lit_slices, lit_xs = slices[ink.ravel()], all_xs[ink.ravel()]
+    for r in np.flatnonzero(lines):
+        inside = all_xs[slices == r]
+        lit = lit_xs[np.abs(lit_slices - r) <= 1]
+        lines[r] = lit.min() - inside.min() <= ends and inside.max() - lit.max() <= ends
+    on_line = lines[ys - ((xs * k + 32) >> 6) + width]
+    found[ys[on_line], xs[on_line]] = True
+    return found
+
+
+def shifted(mask: np.ndarray, step: int, axis: int) -> np.ndarray:
+    """`mask` moved by `step` pixels along `axis` (out[i] = mask[i - step]), False where it enters."""
+    out = np.zeros_like(mask)
+    source = [slice(None)] * 2
+    target = [slice(None)] * 2
+    source[axis] = slice(max(0, -step), mask.shape[axis] - max(0, step))
+    target[axis] = slice(max(0, step), mask.shape[axis] - max(0, -step))
+    out[tuple(target)] = mask[tuple(source)]
+    return out
+
+
+def clear_lines(values: np.ndarray) -> np.ndarray:
+    """Step 8's ruled lines set to 0, except where a stroke crosses them.
+
+    A ruled line crosses the whole picture almost straight; a digit's stroke, however long,
+    fills less than `LINE_SHARE` of the picture's width or stops short of its ends. A line's
+    pixels and their 8-neighbours are cleared unless the pixels `LINE_WIDTH` away across the
+    line, on both sides, are strokes (above `SPECK_LEVEL`, not on a line of the other
+    direction): there a stroke crosses the line.
+    """
+    from scipy.ndimage import binary_dilation
+
+    lit = values > LINE_LEVEL
+    rows, columns = row_lines(lit), row_lines(lit.T).T
+    if not (rows.any() or columns.any()):  # most pictures
+        return values
+    above = values > SPECK_LEVEL
+    clear = np.zeros_like(lit)
+    # On squared paper the lines of the other direction are no strokes.
+    for lines, across, strokes in ((rows, 0, above & ~columns), (columns, 1, above & ~rows)):
+        if lines.any():
+            crossing = shifted(strokes, LINE_WIDTH, across) & shifted(strokes, -LINE_WIDTH, across)
+            clear |= binary_dilation(lines, structure=np.ones((3, 3), bool)) & ~crossing
+    return np.where(clear, 0.0, values) if clear.any() else values
 
 
 def stroke_width(values: np.ndarray) -> float:

@@ -114,8 +114,8 @@ def examples_picture(folder: Path, classify, path: Path, count: int = 4) -> None
         sheet.save(tmp, format="PNG")
 
 
-def realworld(model: str | Path, devset: str | Path = "devset", parts=("dev", "heldout", "final"), seed: int = 0,
-              mnist: bool = True) -> dict:
+def realworld(model: str | Path, devset: str | Path = "devset", parts=("dev", "heldout", "final", "lined"),
+              seed: int = 0, mnist: bool = True) -> dict:
     """Scores `predict` on each part of the development set (written when missing) and MNIST.
 
     Args:

@@ -27,6 +27,15 @@ def test_parts_are_reproducible_labelled_and_disjoint(tmp_path):
     assert photo.ndim == 3 and min(photo.shape[:2]) >= 96  # a colour picture on a larger canvas
 
 
+def test_lined_part_is_ink_photos_on_notebook_lines(tmp_path):
+    rows = devset.read_labels(devset.write(tmp_path, "lined", seed=3, limit=8))
+    assert [(kind, polarity) for _, _, kind, polarity in rows] == [("lined", "dark-on-light")] * 8  # no pens
+    coverage = devset.ruling(120, 200, np.random.default_rng(0))
+    assert coverage.shape == (120, 200) and coverage.max() == 1 and 0.02 < coverage.mean() < 0.3
+    # Every line crosses the picture: each column (ruled) or row and column (squared) meets one.
+    assert (coverage.max(axis=0) > 0.5).all()
+
+
 def test_both_polarities_are_there():
     rng = np.random.default_rng(0)
     digit = np.zeros((8, 8))

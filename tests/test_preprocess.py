@@ -86,6 +86,51 @@ def test_step7_contrast_maps_the_paper_to_0_and_the_ink_to_255():
     assert out[:10].max() == 0  # noise far from the stroke is gone
 
 
+def ruled_page(turn=0.0):
+    """Light-on-dark after step 7: three ruled lines about 2 pixels wide, 30 apart, turned by
+    `turn` (a slope in pixels per column), and a vertical stroke crossing them, 6 pixels wide."""
+    values = np.zeros((100, 160), np.float32)
+    ys, xs = np.indices(values.shape)
+    for y0 in (20, 50, 80):
+        values[np.abs(ys - y0 - turn * xs) < 1] = 120  # fainter than the ink
+    values[5:95, 70:76] = 255
+    return values
+
+
+def test_step8_ruled_lines_are_cleared_where_no_stroke_crosses_them():
+    for turn in (0.0, 6 / 64):  # level, and turned by 5.4 degrees (k = 6)
+        values = ruled_page(turn)
+        out = pp.clear_lines(values)
+        assert out[:, :60].max() == 0 and out[:, 90:].max() == 0  # the lines are gone
+        # The stroke is whole, across the lines too.
+        np.testing.assert_array_equal(out[5:95, 70:76], 255)
+    # Squared paper: the vertical lines go the same way.
+    grid = ruled_page()
+    grid[:, [30, 31, 120, 121]] = 120
+    assert pp.clear_lines(grid)[:, :60].max() == 0
+
+
+def test_step8_a_long_stroke_or_a_shadow_ramp_is_not_a_line():
+    bar = np.zeros((60, 100), np.float32)
+    bar[30:33, 3:97] = 255  # a 7's bar: 94% of the width, but 3 pixels (over 2%) short of each edge
+    np.testing.assert_array_equal(pp.clear_lines(bar), bar)
+    ramp = np.zeros((60, 100), np.float32)
+    ramp[20:] = 100  # the lit side of a shadow's edge, a band wider than LINE_WIDTH
+    np.testing.assert_array_equal(pp.clear_lines(ramp), ramp)
+    # The same bar touching both edges, alone on dark paper, is a line.
+    bar[30:33] = 255
+    assert pp.clear_lines(bar).max() == 0
+
+
+def test_step8_a_lone_stroke_taken_for_a_line_is_kept():
+    gray = np.zeros((60, 40), np.float32)
+    gray[:, 18:22] = 220  # a "1" from edge to edge, alone: a line by every test of step 8
+    assert pp.clear_lines(gray).max() == 0
+    out = pp.preprocess_gray(gray)  # clearing it would leave no digit, so it stays
+    ys, xs = np.nonzero(out)
+    assert ys.max() - ys.min() + 1 == 20 and xs.max() - xs.min() + 1 <= 4
+
+
 def test_step9_stroke_width_is_area_over_half_the_outline():
     values = np.zeros((80, 40), np.float32)
     values[10:70, 17:23] = 255  # a bar 60 x 6

@@ -28,6 +28,11 @@ export const SPECK_LEVEL = 64; // pixels above this (after the stretch) form the
 export const SPECK_FRACTION = 0.1; // components smaller than this share of the largest are specks
 export const HALO = 3; // pixels kept around the kept components (the strokes' soft edges)
 export const MIN_DIGIT_PIXELS = 6; // the largest component must have at least this many pixels
+export const LINE_LEVEL = 16; // ruled lines are found among the pixels above this (fainter than ink)
+export const LINE_SHARE = 0.85; // a slice lit over this share of the width is a ruled line
+export const LINE_END = 0.02; // ... when it reaches this share of the width from either end
+export const LINE_WIDTH = 4; // ... and the slices this far away on either side are mostly paper
+export const LINE_SLOPES = 9; // line slopes tried: k/64 for |k| up to this (about 8 degrees)
 export const STROKE_WINDOWS = 5; // the second pass's opening is this many stroke widths wide
 
 const f32 = Math.fround;
@@ -281,6 +286,18 @@ export function normalise(ink, darkInk = false, window = undefined) {
   const floor32 = f32(floor), gain32 = f32(255 / (level - floor));
   for (let i = 0; i < n; i++) values[i] = Math.min(Math.max(f32(f32(values[i] - floor32) * gain32), 0), 255);
 
+  const cleared = clearLines(values, width, height);
+  try {
+    return keepDigit(cleared, width, height);
+  } catch (error) {
+    if (!(error instanceof NoDigitError) || cleared === values) throw error;
+    return keepDigit(values, width, height); // clearing left no digit: a lone stroke taken for a line
+  }
+}
+
+/** Step 8's specks: keeps the digit's components and their halo. Throws NoDigitError. */
+function keepDigit(values, width, height) {
+  const n = width * height;
   const { labels, sizes } = components(values, width, height);
   // A shadow's edge or a corner of the desk reaches the border; a framed digit does not.
   const inside = sizes.slice();
@@ -293,8 +310,92 @@ export function normalise(ink, darkInk = false, window = undefined) {
   let kept = new Gray(new Float32Array(n), width, height);
   for (let i = 0; i < n; i++) if (labels[i] && chosen[labels[i] - 1] >= SPECK_FRACTION * largest) kept.data[i] = 1;
   if (HALO) kept = alongAxes(kept, extreme1d(2 * HALO + 1, (a, b) => a >= b)); // HALO 8-connected steps
-  values = values.map((v, i) => (kept.data[i] ? v : 0));
-  return new Gray(values, width, height);
+  return new Gray(values.map((v, i) => (kept.data[i] ? v : 0)), width, height);
+}
+
+/**
+ * Step 8's ruled lines along the rows: a mask (1 = a line's pixel) of `lit`, a row-major
+ * width x height mask. A slice is the pixels with y - floor(x k / 64 + 0.5) = r; of all
+ * slopes k the one whose counts have the largest sum of squares is used (the first on a tie).
+ */
+function rowLines(lit, width, height) {
+  const size = height + 2 * width + 1;
+  const sliceOf = (x, y, k) => y - Math.floor((x * k) / 64 + 0.5) + width; // integers / 64: exact
+  let best = null;
+  for (let k = -LINE_SLOPES; k <= LINE_SLOPES; k++) {
+    const counts = new Int32Array(size);
+    for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) if (lit[y * width + x]) counts[sliceOf(x, y, k)]++;
+    // The slope along which the lines lie gathers their pixels into the fewest, fullest slices.
+    let sharpness = 0;
+    for (const c of counts) sharpness += c * c;
+    if (best === null || sharpness > best.sharpness) best = { k, counts, sharpness };
+  }
+  const { k, counts } = best;
+  const length = new Int32Array(size), first = new Int32Array(size).fill(width), last = new Int32Array(size).fill(-1);
+  const firstLit = new Int32Array(size).fill(width), lastLit = new Int32Array(size).fill(-1);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const r = sliceOf(x, y, k);
+      length[r]++;
+      first[r] = Math.min(first[r], x);
+      last[r] = Math.max(last[r], x);
+      if (lit[y * width + x]) {
+        firstLit[r] = Math.min(firstLit[r], x);
+        lastLit[r] = Math.max(lastLit[r], x);
+      }
+    }
+  }
+  // A line is thin: the slices LINE_WIDTH away on both sides are mostly paper (or outside).
+  const paper = (r) => r < 0 || r >= size || 2 * counts[r] <= length[r];
+  const ends = Math.trunc(LINE_END * width);
+  // Lit within LINE_END of both ends, in the slice or those beside it (where a line drifts).
+  const nearFirst = (r) => Math.min(firstLit[r], r > 0 ? firstLit[r - 1] : width, r + 1 < size ? firstLit[r + 1] : width);
+  const nearLast = (r) => Math.max(lastLit[r], r > 0 ? lastLit[r - 1] : -1, r + 1 < size ? lastLit[r + 1] : -1);
+  const line = new Uint8Array(size);
+  for (let r = 0; r < size; r++) {
+    line[r] = counts[r] >= LINE_SHARE * length[r] && 2 * length[r] >= width && paper(r - LINE_WIDTH) &&
+      paper(r + LINE_WIDTH) && nearFirst(r) - first[r] <= ends && last[r] - nearLast(r) <= ends ? 1 : 0;
+  }
+  const found = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) if (lit[y * width + x] && line[sliceOf(x, y, k)]) found[y * width + x] = 1;
+  }
+  return found;
+}
+
+/**
+ * Step 8's ruled lines set to 0 (their pixels and 8-neighbours), except where the pixels
+ * LINE_WIDTH away across the line, on both sides, are strokes (above SPECK_LEVEL, not on a
+ * line of the other direction).
+ */
+export function clearLines(values, width, height) {
+  const lit = Uint8Array.from(values, (v) => (v > LINE_LEVEL ? 1 : 0));
+  const rows = rowLines(lit, width, height);
+  const transposed = new Uint8Array(width * height);
+  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) transposed[x * height + y] = lit[y * width + x];
+  const columnsT = rowLines(transposed, height, width);
+  if (!rows.includes(1) && !columnsT.includes(1)) return values; // most pictures have no lines
+  // A stroke: above SPECK_LEVEL and not on a line of the other direction (squared paper).
+  const rowStroke = (y, x) => y >= 0 && y < height && x >= 0 && x < width && values[y * width + x] > SPECK_LEVEL &&
+    !columnsT[x * height + y];
+  const columnStroke = (y, x) => y >= 0 && y < height && x >= 0 && x < width && values[y * width + x] > SPECK_LEVEL &&
+    !rows[y * width + x];
+  const clear = new Uint8Array(width * height);
+  let any = false;
+  for (const [line, stroke, dy, dx] of [[(y, x) => rows[y * width + x], rowStroke, LINE_WIDTH, 0],
+    [(y, x) => columnsT[x * height + y], columnStroke, 0, LINE_WIDTH]]) {
+    for (let y = 0; y < height; y++) {
+      for (let x = 0; x < width; x++) {
+        if (stroke(y - dy, x - dx) && stroke(y + dy, x + dx)) continue; // a stroke crosses here
+        let near = false; // a line pixel within one step (8-neighbours)
+        for (let yy = Math.max(0, y - 1); yy <= Math.min(height - 1, y + 1) && !near; yy++) {
+          for (let xx = Math.max(0, x - 1); xx <= Math.min(width - 1, x + 1); xx++) if (line(yy, xx)) near = true;
+        }
+        if (near) { clear[y * width + x] = 1; any = true; }
+      }
+    }
+  }
+  return any ? values.map((v, i) => (clear[i] ? 0 : v)) : values;
 }
 
 function maxOf(values) {
