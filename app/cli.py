@@ -230,7 +230,7 @@ def run_realworld(args) -> int:
         print(report, end="")
         write_text(args.out, f"`{command_line(args.argv)}`\n\n{report}")
         pictures = Path(args.out).with_name("examples.png")
-        examples_picture(Path(args.devset) / args.parts[0], TFLiteClassifier(model), pictures)
+        examples_picture([Path(args.devset) / part for part in args.parts], TFLiteClassifier(model), pictures)
     print(f"wrote {args.out} and {pictures}")
     return 0
 

@@ -80,20 +80,20 @@ def mnist_unchanged(classify) -> dict:
     return result
 
 
-def examples_picture(folder: Path, classify, path: Path, count: int = 4) -> None:
-    """Draws the first images of each kind and polarity of a part beside what the model saw.
+def examples_picture(folders, classify, path: Path, count: int = 5) -> None:
+    """Draws the first image of each kind and polarity of some parts beside what the model saw.
 
     Args:
-        folder: a part of the development set.
+        folders: parts of the development set, in the order their images are shown.
         classify: the LiteRT classifier.
         path: the PNG to write.
-        count: how many images.
+        count: at most this many images.
     """
     from app.devset import read_labels
     from app.files import atomic_path
 
     chosen, seen = [], set()
-    for path_, label, kind, polarity in read_labels(folder):
+    for path_, label, kind, polarity in (row for folder in folders for row in read_labels(folder)):
         if (kind, polarity) not in seen:
             seen.add((kind, polarity))
             chosen.append((path_, label))
