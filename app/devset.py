@@ -9,13 +9,16 @@ Three kinds in four parts with their own sources and seeds:
   upscaled onto a margin, half dark ink on white, half light on black.
 - `lined`: photos as above, in ink, on ruled or squared notebook paper whose lines cross the
   digit (the `lined` part only).
+- `desk`: photos as above, in ink, of a sheet lying on a darker desk that shows around it
+  (the `desk` part only).
 
 `dev/` is for tuning the preprocessing constants and the training recipe; `heldout/` and
 `final/` are only for reporting. The photo digits come from the MNIST test split (the model
 never trained on them): test images 0-1999 for `dev`, 5000-6999 for `heldout`, 7000-8999 for
 `final`; the pen digits are split in halves (there are only 1,797), so `final` renders the
 second half again with its own seed: new pictures of digits `heldout` also holds. `lined/`
-(test images 9000-9999, no pen digits) measures the contract's ruled-line step.
+(test images 9000-9999, no pen digits) measures the contract's ruled-line step, `desk/`
+(test images 2000-2999, no pen digits) its sheet step.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ PARTS = {
     "heldout": (1, slice(5000, 7000), 1),
     "final": (2, slice(7000, 9000), 1),
     "lined": (3, slice(9000, 10000), None),
+    "desk": (4, slice(2000, 3000), None),
 }
 
 
@@ -76,19 +80,25 @@ def ruling(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     return coverage
 
 
-def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False) -> tuple[Image.Image, str]:
+def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False,
+          desk: bool = False) -> tuple[Image.Image, str]:
     """An MNIST digit (uint8 28x28, light on dark) photographed on paper.
 
     Args:
         digit: the MNIST digit.
         rng: the part's random generator.
         lined: on ruled or squared paper, in ink.
+        desk: a sheet covering 55-90% of the picture's height and width on a darker desk, in ink.
 
     Returns:
         The RGB image and its polarity ("dark-on-light" for ink, "light-on-dark" for chalk).
     """
     height, width = int(rng.integers(96, 320)), int(rng.integers(96, 320))
-    side = int(rng.uniform(0.35, 0.8) * min(height, width))
+    box = (0, 0, height, width)  # the sheet: top, left, height, width
+    if desk:
+        box_h, box_w = int(height * rng.uniform(0.55, 0.9)), int(width * rng.uniform(0.55, 0.9))
+        box = (int(rng.integers(0, height - box_h + 1)), int(rng.integers(0, width - box_w + 1)), box_h, box_w)
+    side = int(rng.uniform(0.35, 0.8) * min(box[2], box[3]))
     ink = Image.fromarray(digit).resize((side, side), Image.BICUBIC)
     # Thinner or thicker strokes, by a filter about a tenth of MNIST's stroke width.
     stroke = rng.choice(["thin", "plain", "plain", "thick"])
@@ -99,10 +109,10 @@ def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False) -> t
         ink = ink.filter(ImageFilter.MaxFilter(size))
     ink = ink.rotate(rng.uniform(-12, 12), resample=Image.BILINEAR, expand=True)
     alpha = np.zeros((height, width), np.float32)
-    h, w = min(ink.height, height), min(ink.width, width)
-    top, left = int(rng.integers(0, height - h + 1)), int(rng.integers(0, width - w + 1))
+    h, w = min(ink.height, box[2]), min(ink.width, box[3])
+    top, left = box[0] + int(rng.integers(0, box[2] - h + 1)), box[1] + int(rng.integers(0, box[3] - w + 1))
     alpha[top : top + h, left : left + w] = np.asarray(ink, np.float32)[:h, :w] / 255.0
-    dark = rng.random() < 0.25 and not lined
+    dark = rng.random() < 0.25 and not (lined or desk)
     sheet, shade = paper(height, width, rng, dark)
     if lined:  # blue or grey lines, fainter than the ink
         lines = float(sheet.mean()) * rng.uniform(0.55, 0.85) * np.array([1, 1, rng.uniform(1, 1.4)])
@@ -114,6 +124,11 @@ def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False) -> t
     else:  # pen or pencil: a fraction of the paper's light, blue or black
         colour = level * rng.uniform(0.05, 0.5) * np.array([1, 1, rng.uniform(1, 1.8)])
     image = sheet * (1 - alpha[..., None]) + colour[None, None, :] * alpha[..., None]
+    if desk:  # wood, grey or black around the sheet
+        table = np.array([1.0, 0.8, 0.6]) if rng.random() < 0.5 else np.ones(3)
+        around = np.ones((height, width), bool)
+        around[box[0] : box[0] + box[2], box[1] : box[1] + box[3]] = False
+        image[around] = rng.uniform(15, 110) * table
     image = image * shade[..., None]
     image = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
     image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.5)))
@@ -132,11 +147,11 @@ def pen(digit: np.ndarray, rng: np.random.Generator, dark_on_light: bool) -> Ima
 
 
 def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -> Path:
-    """Writes one part of the set (`dev`, `heldout`, `final` or `lined`) with `labels.csv`; returns its folder.
+    """Writes one part of the set (`dev`, `heldout`, `final`, `lined`, `desk`) and `labels.csv`; returns its folder.
 
     Args:
         out: the set's folder (`out/part/` is written).
-        part: "dev", "heldout", "final" or "lined".
+        part: "dev", "heldout", "final", "lined" or "desk".
         seed: the base seed; each part adds its own offset.
         limit: at most this many images of each kind (a smoke test); None for all.
     """
@@ -154,9 +169,9 @@ def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -
     images, labels = data.in_memory(data.load_split(f"test[{mnist_slice.start}:{stop}]"))
     for i, (image, label) in enumerate(zip(images.numpy()[..., 0], labels.numpy())):
         name = f"photo_{i:04d}.jpg"
-        picture, polarity = photo(image, rng, lined=part == "lined")
+        picture, polarity = photo(image, rng, lined=part == "lined", desk=part == "desk")
         picture.save(folder / name, quality=int(rng.integers(35, 95)))
-        rows.append((name, int(label), "lined" if part == "lined" else "photo", polarity))
+        rows.append((name, int(label), part if part in ("lined", "desk") else "photo", polarity))
     pens = load_digits()
     half = len(pens.target) // 2
     chosen = range(0) if pen_half is None else range(half) if pen_half == 0 else range(half, len(pens.target))

@@ -9,7 +9,13 @@ contract" numbers the same steps, and the constants below are the only copy of t
    so the longer side is at most `WORK_SIDE` pixels.
 3. Alpha: composite over black when the visible pixels are light, over white when dark.
 4. Gray: ITU-R 601 luma (Pillow's "L"), as float.
-5. Polarity: subtract the paper from the gray image. When the outermost ring of pixels is
+5. Sheet and polarity. A sheet on a darker desk first: when the median of the middle half
+   (rows and columns h // 4 to h - h // 4) is at least `SHEET_CONTRAST` above the median of
+   the outermost ring of pixels, the pixels above the midpoint of the two are the sheet; when
+   their largest 4-connected component (the first on a tie) has at least `SHEET_SHARE` of all
+   pixels and fills at least `SHEET_FILL` of its bounding box, the image is cropped to that
+   box less `SHEET_MARGIN` of the longer side on every side (the sheet's shaded edge). Then
+   polarity: subtract the paper from the gray image. When the outermost ring of pixels is
    flat (its 90th and 10th percentiles at most `FLAT_BORDER` apart: a scan, a drawing,
    MNIST), the paper is the ring's median; otherwise (a photo) it is the box mean
    `POLARITY_WINDOW` of the longer side wide (odd; edges repeated), which follows shadows
@@ -74,6 +80,10 @@ MAX_PIXELS = 64_000_000  # a 48-megapixel phone photo passes; a decompression bo
 WORK_SIDE = 256  # images are box-reduced until their longer side is at most this
 LIGHT_BACKGROUND = 128  # alpha: visible pixels at least this light are composited over black
 FLAT_BORDER = 16  # a border whose 10th-90th percentile spread is at most this is flat paper
+SHEET_CONTRAST = 64  # a middle this much lighter than the border is a sheet on a desk
+SHEET_SHARE = 0.3  # ... when the sheet's largest piece has at least this share of the pixels
+SHEET_FILL = 0.9  # ... and fills at least this share of its bounding box (a digit does not)
+SHEET_MARGIN = 0.02  # the sheet's edge trimmed off, as a share of the longer side
 POLARITY_WINDOW = 0.5  # the box mean that polarity is judged against, as a share of the side
 POLARITY_PERCENTILE = 0.5  # the darkest and lightest residuals are these percentiles
 BG_FRACTION = 0.4  # the background's opening is this share of the longer side wide
@@ -188,6 +198,36 @@ def border(gray: np.ndarray) -> np.ndarray:
     if min(gray.shape) < 3:
         return gray.ravel()
     return np.concatenate([gray[0], gray[-1], gray[1:-1, 0], gray[1:-1, -1]])
+
+
+def sheet_of(gray: np.ndarray) -> np.ndarray:
+    """Step 5's sheet: a photo of a sheet on a darker desk cropped to the sheet, else `gray`.
+
+    Without it the desk would be taken for the paper, and the whole sheet for a light digit.
+    """
+    from scipy.ndimage import label
+
+    height, width = gray.shape
+    if min(height, width) < 8:
+        return gray
+    desk = float(np.median(border(gray)))
+    paper = float(np.median(gray[height // 4 : height - height // 4, width // 4 : width - width // 4]))
+    if paper - desk < SHEET_CONTRAST:
+        return gray
+    pieces, count = label(gray > (desk + paper) / 2)  # 4-connected
+    sizes = np.bincount(pieces.ravel(), minlength=count + 1)
+    sizes[0] = 0
+    biggest = int(np.argmax(sizes))  # the first on a tie
+    if sizes[biggest] < SHEET_SHARE * gray.size:
+        return gray
+    rows, cols = np.flatnonzero((pieces == biggest).any(1)), np.flatnonzero((pieces == biggest).any(0))
+    if sizes[biggest] < SHEET_FILL * (rows[-1] + 1 - rows[0]) * (cols[-1] + 1 - cols[0]):
+        return gray
+    margin = int(SHEET_MARGIN * max(height, width))
+    top, bottom, left, right = rows[0] + margin, rows[-1] + 1 - margin, cols[0] + margin, cols[-1] + 1 - margin
+    if bottom - top < 8 or right - left < 8:
+        return gray
+    return gray[top:bottom, left:right]
 
 
 def polarity_of(gray: np.ndarray) -> str:
@@ -456,6 +496,7 @@ def preprocess_gray(gray: np.ndarray, polarity: str = "auto") -> np.ndarray:
     gray = np.asarray(gray, np.float32)
     if gray.ndim != 2:
         raise ValueError(f"expected a 2-D gray image, got shape {gray.shape}")
+    gray = sheet_of(gray)
     if polarity == "auto":
         polarity = polarity_of(gray)
     dark_ink = polarity == "dark-on-light"

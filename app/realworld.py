@@ -114,7 +114,7 @@ def examples_picture(folders, classify, path: Path, count: int = 5) -> None:
         sheet.save(tmp, format="PNG")
 
 
-def realworld(model: str | Path, devset: str | Path = "devset", parts=("dev", "heldout", "final", "lined"),
+def realworld(model: str | Path, devset: str | Path = "devset", parts=("dev", "heldout", "final", "lined", "desk"),
               seed: int = 0, mnist: bool = True) -> dict:
     """Scores `predict` on each part of the development set (written when missing) and MNIST.
 

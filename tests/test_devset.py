@@ -36,6 +36,20 @@ def test_lined_part_is_ink_photos_on_notebook_lines(tmp_path):
     assert (coverage.max(axis=0) > 0.5).all()
 
 
+def test_desk_part_is_a_sheet_with_the_desk_around_it(tmp_path):
+    rows = devset.read_labels(devset.write(tmp_path, "desk", seed=3, limit=6))
+    assert [(kind, polarity) for _, _, kind, polarity in rows] == [("desk", "dark-on-light")] * 6  # no pens
+    for path, *_ in rows:
+        gray = np.asarray(Image.open(path).convert("L"), np.float32)
+        h, w = gray.shape
+        # The sheet (55-90% of each side) is lighter than the desk that shows around it.
+        assert np.median(gray[h // 4 : h - h // 4, w // 4 : w - w // 4]) > np.median(devset_border(gray)) + 30
+
+
+def devset_border(gray):
+    return np.concatenate([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+
+
 def test_both_polarities_are_there():
     rng = np.random.default_rng(0)
     digit = np.zeros((8, 8))

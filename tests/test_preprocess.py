@@ -56,6 +56,33 @@ def test_step5_polarity_is_detected_from_the_border():
     assert pp.polarity_of(gray * 0.45) == "dark-on-light"
 
 
+def test_step5_a_sheet_on_a_darker_desk_is_cropped_to_the_sheet():
+    gray = np.full((100, 140), 60.0, np.float32)  # the desk
+    gray[10:90, 20:120] = 220  # the sheet, 80 x 100
+    gray[30:70, 66:72] = 30  # a dark "1" on it
+    # Middle 220 vs border 60: a sheet. Its bounding box less 2% of 140 = 2 pixels a side.
+    sheet = pp.sheet_of(gray)
+    assert sheet.shape == (76, 96) and sheet.min() == 30 and np.median(sheet) == 220
+    out = pp.preprocess_gray(gray)
+    ys, xs = np.nonzero(out)
+    assert ys.max() - ys.min() + 1 == 20 and xs.max() - xs.min() + 1 <= 6  # the stroke alone
+    assert pp.preprocess_gray(gray).tolist() == pp.preprocess_gray(sheet).tolist()
+    # Without the crop the desk is taken for the paper (light sheet on a dark desk), and the
+    # sheet, wider than the background window, for paper too: nothing is left.
+    assert pp.polarity_of(gray) == "light-on-dark"
+    with pytest.raises(pp.NoDigitError):
+        pp.normalise(gray)
+
+
+def test_step5_paper_filling_the_picture_or_a_light_digit_on_black_is_left_alone():
+    paper = np.full((60, 80), 200.0, np.float32)
+    paper[20:40, 30:34] = 40
+    assert pp.sheet_of(paper) is paper  # the border is as light as the middle
+    digit = np.zeros((28, 28), np.float32)
+    digit[6:22, 10:18] = 255  # a bold light blob on black: its middle's median is under 64
+    assert pp.sheet_of(digit) is digit
+
+
 def test_steps6_to_11_a_one_on_tinted_shaded_paper_becomes_a_centred_light_stroke():
     image = one_stroke().astype(np.float32)
     image *= np.linspace(0.6, 1.0, image.shape[1])[None, :, None]  # a shadow across the sheet

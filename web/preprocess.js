@@ -16,6 +16,10 @@ export const MAX_PIXELS = 64_000_000; // a 48-megapixel phone photo passes; a bo
 export const WORK_SIDE = 256; // images are box-reduced until their longer side is at most this
 export const LIGHT_BACKGROUND = 128; // alpha: visible pixels at least this light go over black
 export const FLAT_BORDER = 16; // a border whose 10th-90th percentile spread is at most this is flat
+export const SHEET_CONTRAST = 64; // a middle this much lighter than the border is a sheet on a desk
+export const SHEET_SHARE = 0.3; // ... when the sheet's largest piece has at least this share of the pixels
+export const SHEET_FILL = 0.9; // ... and fills at least this share of its bounding box (a digit does not)
+export const SHEET_MARGIN = 0.02; // the sheet's edge trimmed off, as a share of the longer side
 export const POLARITY_WINDOW = 0.5; // the box mean polarity is judged against, share of the side
 export const POLARITY_PERCENTILE = 0.5; // the darkest and lightest residuals are these percentiles
 export const BG_FRACTION = 0.4; // the background's opening is this share of the longer side wide
@@ -232,6 +236,58 @@ function border(gray) {
 
 function oddWindow(fraction, gray) {
   return Math.max(3, Math.trunc(fraction * Math.max(gray.width, gray.height)) | 1);
+}
+
+/** Step 5's sheet: a photo of a sheet on a darker desk cropped to the sheet, else `gray`. */
+export function sheetOf(gray) {
+  const { data, width, height } = gray;
+  if (Math.min(width, height) < 8) return gray;
+  const desk = median(border(gray));
+  const middle = [];
+  for (let y = height >> 2; y < height - (height >> 2); y++) {
+    for (let x = width >> 2; x < width - (width >> 2); x++) middle.push(data[y * width + x]);
+  }
+  const paper = median(Float32Array.from(middle));
+  if (paper - desk < SHEET_CONTRAST) return gray;
+  // The largest 4-connected piece of the pixels above the midpoint (the first on a tie).
+  const cut = (desk + paper) / 2;
+  const labels = new Int32Array(data.length);
+  let best = 0, bestSize = 0, count = 0;
+  const stack = [];
+  for (let start = 0; start < data.length; start++) {
+    if (labels[start] || !(data[start] > cut)) continue;
+    labels[start] = ++count;
+    stack.push(start);
+    let size = 0;
+    while (stack.length) {
+      const i = stack.pop(), y = Math.floor(i / width), x = i - y * width;
+      size++;
+      for (const [yy, xx] of [[y - 1, x], [y + 1, x], [y, x - 1], [y, x + 1]]) {
+        const j = yy * width + xx;
+        if (yy < 0 || yy >= height || xx < 0 || xx >= width || labels[j] || !(data[j] > cut)) continue;
+        labels[j] = count;
+        stack.push(j);
+      }
+    }
+    if (size > bestSize) { best = count; bestSize = size; }
+  }
+  if (bestSize < SHEET_SHARE * data.length) return gray;
+  let top = height, bottom = -1, left = width, right = -1;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if (labels[y * width + x] !== best) continue;
+      top = Math.min(top, y); bottom = Math.max(bottom, y); left = Math.min(left, x); right = Math.max(right, x);
+    }
+  }
+  if (bestSize < SHEET_FILL * (bottom + 1 - top) * (right + 1 - left)) return gray;
+  const margin = Math.trunc(SHEET_MARGIN * Math.max(width, height));
+  top += margin; left += margin; bottom += 1 - margin; right += 1 - margin;
+  if (bottom - top < 8 || right - left < 8) return gray;
+  const cropped = new Float32Array((bottom - top) * (right - left));
+  for (let y = top; y < bottom; y++) {
+    for (let x = left; x < right; x++) cropped[(y - top) * (right - left) + x - left] = data[y * width + x];
+  }
+  return new Gray(cropped, right - left, bottom - top);
 }
 
 /** Step 5: "dark-on-light" when the ink is darker than the paper, else "light-on-dark". */
@@ -540,6 +596,7 @@ export function fitAndCentre(values) {
 
 /** Steps 5 to 11: a gray image to the model's input, uint8 [28 * 28], light digit on black. */
 export function preprocessGray(gray, polarity = "auto") {
+  gray = sheetOf(gray);
   if (polarity === "auto") polarity = polarityOf(gray);
   const darkInk = polarity === "dark-on-light";
   const ink = darkInk ? new Gray(gray.data.map((v) => f32(255 - v)), gray.width, gray.height) : gray;
