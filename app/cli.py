@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from app.devset import PARTS
 from app.errors import InputFileError, UsageError, command_line, handle
 from app.files import read_json
 
@@ -102,8 +103,7 @@ def build_parser() -> Parser:
 
     realworld = commands.add_parser("realworld", help="score predict on the development set and on MNIST files")
     realworld.add_argument("--devset", default="devset", help="the development set's folder (written if missing)")
-    realworld.add_argument("--parts", nargs="+", default=["dev", "heldout", "final", "lined", "desk"],
-                           choices=("dev", "heldout", "final", "lined", "desk"))
+    realworld.add_argument("--parts", nargs="+", default=list(PARTS), choices=PARTS)
     realworld.add_argument("--seed", type=int, default=0, help="the set's seed (default 0)")
     which = realworld.add_mutually_exclusive_group()
     which.add_argument("--model", default=None, help="the .tflite model (default exported/model_int8.tflite)")

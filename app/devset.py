@@ -1,6 +1,6 @@
 """A development set of real-world digit images, made from a seed (never committed).
 
-Three kinds in four parts with their own sources and seeds:
+Four kinds in five parts with their own sources and seeds:
 - `photo`: MNIST test digits re-rendered as photographs: a random scale and place on a
   larger canvas, tinted paper with a gradient and a soft shadow, thicker or thinner strokes,
   a small rotation, blur, sensor noise and JPEG compression; a quarter are light chalk on a

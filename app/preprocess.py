@@ -36,14 +36,15 @@ contract" numbers the same steps, and the constants below are the only copy of t
 8. Lines and specks. Ruled or squared paper first, among the pixels above `LINE_LEVEL`: a
    slice is the pixels (y, x) with y - floor(x k / 64 + 0.5) = r (a row sheared by k/64,
    |k| <= `LINE_SLOPES`, k tried from -`LINE_SLOPES` up), and the slope whose slices' counts
-   of such pixels have the largest sum of squares is used (the first on a tie). Its slices of at least half the
-   width, lit on at least `LINE_SHARE` of their pixels, lit within `LINE_END` of the width
-   from both their ends, and whose slices `LINE_WIDTH` away on both sides are lit on at most
-   half their pixels (a line is thin; a shadow's edge is a broad ramp) are lines. Their
-   pixels and 8-neighbours are set to 0, except where the pixels `LINE_WIDTH` away across
-   the line, on both sides, are above `SPECK_LEVEL` and not on a line of the other direction
-   (a stroke crosses there). The same with
-   columns for vertical lines, both judged on the same image. Then the specks: 8-connected
+   of such pixels have the largest sum of squares is used (the first on a tie). Its slices
+   of at least half the width, lit on at least `LINE_SHARE` of their pixels, lit within
+   `LINE_END` of the width from both their ends (in them or the slices beside them), and
+   whose slices `LINE_WIDTH` away on both sides are lit on at most half their pixels (a line
+   is thin; a shadow's edge is a broad ramp) are lines. Their pixels and 8-neighbours are
+   set to 0, except where the pixels `LINE_WIDTH` away across the line, on both sides, are
+   above `SPECK_LEVEL` and not on a line of the other direction (a stroke crosses there).
+   The same with columns for vertical lines, both judged on the same image. Then the
+   specks: 8-connected
    components of the pixels above `SPECK_LEVEL`. Components that touch the image's border
    are dropped when another one of at least `MIN_DIGIT_PIXELS` pixels does not (a shadow's
    edge reaches the border; a framed digit does not); of the rest, those smaller than
@@ -97,8 +98,8 @@ SPECK_FRACTION = 0.1  # components smaller than this share of the largest are sp
 HALO = 3  # pixels kept around the kept components (the strokes' soft edges)
 MIN_DIGIT_PIXELS = 6  # the largest component must have at least this many pixels
 LINE_LEVEL = 16  # ruled lines are found among the pixels above this (they are fainter than ink)
-LINE_SHARE = 0.85  # a slice lit over this share of the width is a ruled line (a digit spans less)
-LINE_END = 0.02  # ... when it reaches this share of the width from either end
+LINE_SHARE = 0.85  # a slice lit on this share of its pixels is a ruled line (a digit spans less)
+LINE_END = 0.02  # ... when it is lit this close to both its ends, as a share of the width
 LINE_WIDTH = 4  # ... and the slices this far away on either side are mostly paper
 LINE_SLOPES = 9  # line slopes tried: k/64 for |k| up to this (about 8 degrees)
 STROKE_WINDOWS = 5  # the second pass's opening is this many stroke widths wide
@@ -375,17 +376,6 @@ def row_lines(ink: np.ndarray) -> np.ndarray:
     return found
 
 
-def shifted(mask: np.ndarray, step: int, axis: int) -> np.ndarray:
-    """`mask` moved by `step` pixels along `axis` (out[i] = mask[i - step]), False where it enters."""
-    out = np.zeros_like(mask)
-    source = [slice(None)] * 2
-    target = [slice(None)] * 2
-    source[axis] = slice(max(0, -step), mask.shape[axis] - max(0, step))
-    target[axis] = slice(max(0, step), mask.shape[axis] - max(0, -step))
-    out[tuple(target)] = mask[tuple(source)]
-    return out
-
-
 def clear_lines(values: np.ndarray) -> np.ndarray:
     """Step 8's ruled lines set to 0, except where a stroke crosses them.
 
@@ -395,7 +385,7 @@ def clear_lines(values: np.ndarray) -> np.ndarray:
     line, on both sides, are strokes (above `SPECK_LEVEL`, not on a line of the other
     direction): there a stroke crosses the line.
     """
-    from scipy.ndimage import binary_dilation
+    from scipy.ndimage import binary_dilation, shift
 
     lit = values > LINE_LEVEL
     rows, columns = row_lines(lit), row_lines(lit.T).T
@@ -404,9 +394,11 @@ def clear_lines(values: np.ndarray) -> np.ndarray:
     above = values > SPECK_LEVEL
     clear = np.zeros_like(lit)
     # On squared paper the lines of the other direction are no strokes.
-    for lines, across, strokes in ((rows, 0, above & ~columns), (columns, 1, above & ~rows)):
+    for lines, (dy, dx), strokes in ((rows, (LINE_WIDTH, 0), above & ~columns),
+                                      (columns, (0, LINE_WIDTH), above & ~rows)):
         if lines.any():
-            crossing = shifted(strokes, LINE_WIDTH, across) & shifted(strokes, -LINE_WIDTH, across)
+            # strokes[y - dy, x - dx] and strokes[y + dy, x + dx], False outside the picture.
+            crossing = shift(strokes, (dy, dx), order=0, cval=False) & shift(strokes, (-dy, -dx), order=0, cval=False)
             clear |= binary_dilation(lines, structure=np.ones((3, 3), bool)) & ~crossing
     return np.where(clear, 0.0, values) if clear.any() else values
 

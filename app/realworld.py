@@ -114,20 +114,21 @@ def examples_picture(folders, classify, path: Path, count: int = 5) -> None:
         sheet.save(tmp, format="PNG")
 
 
-def realworld(model: str | Path, devset: str | Path = "devset", parts=("dev", "heldout", "final", "lined", "desk"),
-              seed: int = 0, mnist: bool = True) -> dict:
+def realworld(model: str | Path, devset: str | Path = "devset", parts=None, seed: int = 0,
+              mnist: bool = True) -> dict:
     """Scores `predict` on each part of the development set (written when missing) and MNIST.
 
     Args:
         model: the `.tflite` model `predict` uses.
         devset: the development set's folder.
-        parts: the parts to score.
+        parts: the parts to score; None for all of `app.devset.PARTS`.
         seed: the seed the set is written with.
         mnist: also run the MNIST-unchanged check.
     """
     from app import devset as dev
 
     classify = TFLiteClassifier(model)
+    parts = parts or dev.PARTS
     result = {"model": str(model), "seed": seed, "parts": {}}
     for part in parts:
         folder = Path(devset) / part
@@ -137,6 +138,11 @@ def realworld(model: str | Path, devset: str | Path = "devset", parts=("dev", "h
     if mnist:
         result["mnist"] = mnist_unchanged(classify)
     return result
+
+
+def rate(right: int, total: int) -> str:
+    """`right` of `total` as a percentage, or "-" for none."""
+    return f"{100 * right / total:.1f}%" if total else "-"
 
 
 def markdown(result: dict) -> str:
@@ -150,10 +156,9 @@ def markdown(result: dict) -> str:
     lines.append("")
     for part, scored in result["parts"].items():
         a = scored["answers"]
-        share = lambda right, total: f"{100 * right / total:.1f}%" if total else "-"  # noqa: E731
         lines.append(f"- {part}: {a['unsure']:,} of {a['unsure'] + a['sure']:,} answers unsure (probability under "
-                     f"{UNSURE_BELOW}), right {share(a['unsure_right'], a['unsure'])} of the time; the others right "
-                     f"{share(a['sure_right'], a['sure'])}")
+                     f"{UNSURE_BELOW}), right {rate(a['unsure_right'], a['unsure'])} of the time; the others right "
+                     f"{rate(a['sure_right'], a['sure'])}")
     if "mnist" in result:
         m = result["mnist"]
         lines.append("")
