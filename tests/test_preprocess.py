@@ -113,6 +113,26 @@ def test_step7_contrast_maps_the_paper_to_0_and_the_ink_to_255():
     assert out[:10].max() == 0  # noise far from the stroke is gone
 
 
+@pytest.mark.parametrize("size", [1, 2, 7, 1000])
+def test_step7_levels_from_one_sort_are_numpys_bit_for_bit(size):
+    values = np.random.default_rng(size).gamma(0.5, 40, size).astype(np.float32)
+    ordered = np.sort(values)
+    assert pp.median_of_sorted(ordered) == np.median(values)
+    for percent in (0, 0.5, 10, 50, 80, 90, 99.5, 100):
+        level = pp.percentile_of_sorted(ordered, percent)
+        assert level == np.percentile(values, percent) and level.dtype == np.float32
+
+
+def test_step8_specks_keep_a_halo_of_3_pixels_around_the_digit():
+    values = np.zeros((60, 60), np.float32)
+    values[20:40, 28:32] = 255  # the digit
+    values[30, 34] = values[30, 35] = 40  # soft edge 3 and 4 pixels beyond its last column (31)
+    values[2, 2] = 40  # faint noise far away
+    out = pp.keep_digit(values)
+    assert out[30, 34] == 40 and out[30, 35] == 0 and out[2, 2] == 0
+    np.testing.assert_array_equal(out[20:40, 28:32], 255)
+
+
 def ruled_page(turn=0.0):
     """Light-on-dark after step 7: three ruled lines about 2 pixels wide, 30 apart, turned by
     `turn` (a slope in pixels per column), and a vertical stroke crossing them, 6 pixels wide."""
