@@ -248,9 +248,9 @@ def polarity_of(gray: np.ndarray) -> str:
     else:
         window = max(3, int(POLARITY_WINDOW * max(gray.shape)) | 1)
         residual = gray - uniform_filter(gray, size=window, mode="nearest")
-    residual = np.sort(residual, axis=None)
-    darkest = percentile_of_sorted(residual, POLARITY_PERCENTILE)
-    lightest = percentile_of_sorted(residual, 100 - POLARITY_PERCENTILE)
+    ordered = np.sort(residual, axis=None)
+    darkest = percentile_of_sorted(ordered, POLARITY_PERCENTILE)
+    lightest = percentile_of_sorted(ordered, 100 - POLARITY_PERCENTILE)
     return "dark-on-light" if -darkest > lightest else "light-on-dark"
 
 
