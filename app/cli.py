@@ -127,10 +127,7 @@ def build_parser() -> Parser:
 
 def run_train(args) -> int:
     from app.config import ModelConfig, Recipe
-    from app.train import make_deterministic, train
-
-    if args.deterministic:
-        make_deterministic()
+    from app.tflog import import_tensorflow
 
     values = read_json(args.config, "config")
     if args.budget is not None:
@@ -148,6 +145,12 @@ def run_train(args) -> int:
         recipe = Recipe(**recipe_values)
     except TypeError as error:
         raise UsageError(f"bad recipe {args.recipe}: {error}") from None
+    # TensorFlow only now: a bad config or recipe is reported at once, not after its import.
+    import_tensorflow()
+    from app.train import make_deterministic, train
+
+    if args.deterministic:
+        make_deterministic()
     out = args.out or f"runs/seed{args.seed}"
     metrics = train(config, recipe, out=out, quick=args.quick, validation=args.validation,
                     command=command_line(args.argv), restart=args.restart)
@@ -262,9 +265,9 @@ def run_bench(args) -> int:
     return 0
 
 
-# The commands that run TensorFlow (TFDS included); `predict` never loads it, `results` only
-# when it trains.
-NEEDS_TENSORFLOW = {"train", "export", "realworld", "bench"}
+# The commands that run TensorFlow (TFDS included), imported before they start; `train`
+# imports it once its config and recipe are read, `predict` never, `results` only when it trains.
+NEEDS_TENSORFLOW = {"export", "realworld", "bench"}
 
 COMMANDS = {
     "train": run_train,

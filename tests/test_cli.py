@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import last_line
+from conftest import ROOT, last_line
 
 
 @pytest.mark.parametrize(
@@ -39,6 +39,20 @@ def test_bad_config_file_is_one_line(cli, tmp_path):
     assert result.returncode == 2
     assert last_line(result.stderr).startswith(f"error: bad config {config}:")
     assert "wings" in last_line(result.stderr)
+
+
+def test_bad_config_is_refused_before_tensorflow_is_imported(tmp_path):
+    import subprocess
+    import sys
+
+    config = tmp_path / "config.json"
+    config.write_text('{"stem": 0}')
+    check = ("import sys; from app.cli import main; "
+             f"code = main(['train', '--config', {str(config)!r}, '--out', {str(tmp_path / 'run')!r}]); "
+             "print(code, 'tensorflow' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.split() == ["2", "False"], result.stderr
+    assert last_line(result.stderr) == "error: stem must be at least 1 filter, got 0"
 
 
 def test_missing_mnist_names_where_tfds_looked(cli, tmp_path):
