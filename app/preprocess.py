@@ -207,14 +207,13 @@ def sheet_of(gray: np.ndarray) -> np.ndarray:
 
     Without it the desk would be taken for the paper, and the whole sheet for a light digit.
     """
-    from scipy.ndimage import label
+    from scipy.ndimage import find_objects, label
 
     height, width = gray.shape
     if min(height, width) < 8:
         return gray
-    desk = float(median_of_sorted(np.sort(border(gray))))
-    paper = float(median_of_sorted(np.sort(gray[height // 4 : height - height // 4, width // 4 : width - width // 4],
-                                           axis=None)))
+    desk = float(median(border(gray)))
+    paper = float(median(gray[height // 4 : height - height // 4, width // 4 : width - width // 4]))
     if paper - desk < SHEET_CONTRAST:
         return gray
     pieces, count = label(gray > (desk + paper) / 2)  # 4-connected
@@ -223,11 +222,11 @@ def sheet_of(gray: np.ndarray) -> np.ndarray:
     biggest = int(np.argmax(sizes))  # the first on a tie
     if sizes[biggest] < SHEET_SHARE * gray.size:
         return gray
-    rows, cols = np.flatnonzero((pieces == biggest).any(1)), np.flatnonzero((pieces == biggest).any(0))
-    if sizes[biggest] < SHEET_FILL * (rows[-1] + 1 - rows[0]) * (cols[-1] + 1 - cols[0]):
+    rows, cols = find_objects(pieces)[biggest - 1]  # its bounding box
+    if sizes[biggest] < SHEET_FILL * (rows.stop - rows.start) * (cols.stop - cols.start):
         return gray
     margin = int(SHEET_MARGIN * max(height, width))
-    top, bottom, left, right = rows[0] + margin, rows[-1] + 1 - margin, cols[0] + margin, cols[-1] + 1 - margin
+    top, bottom, left, right = rows.start + margin, rows.stop - margin, cols.start + margin, cols.stop - margin
     if bottom - top < 8 or right - left < 8:
         return gray
     return gray[top:bottom, left:right]
@@ -252,6 +251,11 @@ def polarity_of(gray: np.ndarray) -> str:
     darkest = percentile_of_sorted(ordered, POLARITY_PERCENTILE)
     lightest = percentile_of_sorted(ordered, 100 - POLARITY_PERCENTILE)
     return "dark-on-light" if -darkest > lightest else "light-on-dark"
+
+
+def median(values: np.ndarray) -> np.floating:
+    """`np.median(values)` bit for bit, through one sort (see `percentile_of_sorted`)."""
+    return median_of_sorted(np.sort(values, axis=None))
 
 
 def median_of_sorted(ordered: np.ndarray) -> np.floating:
@@ -318,7 +322,7 @@ def normalise(ink: np.ndarray, dark_ink: bool = False, window: int | None = None
     # The ink covers a minority of the pixels, so their median and MAD are the paper's noise.
     ordered = np.sort(values, axis=None)  # one sort serves every level below
     middle = float(median_of_sorted(ordered))
-    floor = middle + NOISE_MADS * 1.4826 * float(median_of_sorted(np.sort(np.abs(ordered - middle))))
+    floor = middle + NOISE_MADS * 1.4826 * float(median(np.abs(ordered - middle)))
     # The strokes: pixels over halfway from the floor to the brightest (PEAK_PERCENTILE) ones.
     peak = float(percentile_of_sorted(ordered, PEAK_PERCENTILE))
     strokes = ordered[ordered > (floor + peak) / 2]
