@@ -21,9 +21,8 @@ import numpy as np
 
 from app.config import ModelConfig, Recipe
 from app.errors import InputFileError
-from app.files import write_json, write_text
+from app.files import read_history, write_json, write_text
 from app.litert import TFLiteClassifier, quantize
-from app.train import read_history
 
 # The accuracy bar whose wall time "time to accuracy" measures.
 TARGET_ACCURACY = 0.994
@@ -332,6 +331,18 @@ def file_sizes(exported: Path) -> dict[str, int]:
     return sizes
 
 
+def check_inputs(run: str | Path, exported: str | Path) -> None:
+    """Raises `InputFileError` naming the first file `bench` needs that is missing.
+
+    It reads no model, so a command checks it before paying for TensorFlow's import.
+    """
+    run, exported = Path(run), Path(exported)
+    for needed in (run / "metrics.json", exported / "model_int8.tflite", exported / "model_float32.tflite",
+                   exported / "digit_classifier.tflite"):
+        if not needed.exists():
+            raise InputFileError(f"{needed} not found; run `make train` and `make export` first")
+
+
 def bench(run: Path, exported: Path, compare: bool = False, quick: bool = False, images=None,
           devset: str | Path = "devset", speed: bool = False) -> dict:
     """Measures everything and writes `bench.json` and `bench.md` into `run`.
@@ -350,10 +361,7 @@ def bench(run: Path, exported: Path, compare: bool = False, quick: bool = False,
     from app.model import build_model
 
     run, exported = Path(run), Path(exported)
-    for needed in (run / "metrics.json", exported / "model_int8.tflite", exported / "model_float32.tflite",
-                   exported / "digit_classifier.tflite"):
-        if not needed.exists():
-            raise InputFileError(f"{needed} not found; run `make train` and `make export` first")
+    check_inputs(run, exported)
     steps = {"warmup": 3, "windows": 3, "window": 2} if quick else {"warmup": 30, "windows": 7, "window": 40}
     repeats, batch = (20, 16) if quick else (2000, 256)
 

@@ -2,7 +2,9 @@
 
 Every error a user can fix prints one line and exits with the code of its kind (see
 `app.errors`); heavy modules are imported only by the command that needs them, so `predict`
-runs without TensorFlow, and TensorFlow's own start-up log stays hidden unless `--verbose`.
+runs without TensorFlow, and the others check their files and values before importing it
+(a missing file or a bad value is reported at once, not after a ten-second import);
+TensorFlow's own start-up log stays hidden unless `--verbose`.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from pathlib import Path
 from app.devset import PARTS
 from app.errors import InputFileError, UsageError, command_line, handle
 from app.files import read_json
+from app.tflog import import_tensorflow
 
 
 class Parser(argparse.ArgumentParser):
@@ -126,8 +129,8 @@ def build_parser() -> Parser:
 
 
 def run_train(args) -> int:
-    from app.config import ModelConfig, Recipe
-    from app.tflog import import_tensorflow
+    from app.config import ModelConfig, Recipe, count_parameters
+    from app.runfolder import claimed
 
     values = read_json(args.config, "config")
     if args.budget is not None:
@@ -145,15 +148,18 @@ def run_train(args) -> int:
         recipe = Recipe(**recipe_values)
     except TypeError as error:
         raise UsageError(f"bad recipe {args.recipe}: {error}") from None
-    # TensorFlow only now: a bad config or recipe is reported at once, not after its import.
+    config.check_budget(count_parameters(config))
+    out, command = Path(args.out or f"runs/seed{args.seed}"), command_line(args.argv)
+    with claimed(out, config, recipe, command, quick=args.quick, validation=args.validation, restart=args.restart):
+        pass  # a busy, finished, another run's or damaged folder is refused now; `train` claims it again
+    # TensorFlow only now: every check above answers at once, not after its import.
     import_tensorflow()
     from app.train import make_deterministic, train
 
     if args.deterministic:
         make_deterministic()
-    out = args.out or f"runs/seed{args.seed}"
-    metrics = train(config, recipe, out=out, quick=args.quick, validation=args.validation,
-                    command=command_line(args.argv), restart=args.restart)
+    metrics = train(config, recipe, out=out, quick=args.quick, validation=args.validation, command=command,
+                    restart=args.restart)
     held_out = "val" if args.validation else "test"
     print(
         f"{out}: {metrics['parameters']['total']:,} parameters, final {held_out} accuracy "
@@ -164,8 +170,10 @@ def run_train(args) -> int:
 
 
 def run_export(args) -> int:
-    from app.export import export
+    from app.export import check_model_file, export
 
+    check_model_file(args.model)
+    import_tensorflow()
     metadata = export(args.model, args.out, command=command_line(args.argv))
     for name, accuracy in metadata["accuracy"].items():
         print(f"{name:>15}: {100 * accuracy:.2f}% on {metadata['test_images']:,} test images")
@@ -206,8 +214,6 @@ def run_results(args) -> int:
     if args.runs:
         print(results.table([Path(run) for run in args.runs]), end="")
         return 0
-    from app.tflog import import_tensorflow
-
     import_tensorflow()
     runs = results.seed_runs(args.root, range(args.seeds))
     results.train_missing(runs)
@@ -224,10 +230,15 @@ def run_realworld(args) -> int:
     from app.predict import DEFAULT_MODEL
     from app.realworld import examples_picture, markdown, realworld
 
+    model = args.model or DEFAULT_MODEL
+    if args.run:
+        metrics = run_metrics(args.run, mnist=not args.no_mnist)
+    else:
+        TFLiteClassifier(model)  # a missing or unusable model is reported before TensorFlow's import
+    import_tensorflow()
     with tempfile.TemporaryDirectory(prefix="tinymnist-") as tmp:
-        model = args.model or DEFAULT_MODEL
         if args.run:
-            model = int8_of_run(args.run, Path(tmp), mnist=not args.no_mnist)
+            model = int8_of_run(args.run, metrics, Path(tmp))
         result = realworld(model, args.devset, args.parts, args.seed, mnist=not args.no_mnist)
         report = markdown(result)
         print(report, end="")
@@ -238,16 +249,22 @@ def run_realworld(args) -> int:
     return 0
 
 
-def int8_of_run(run: str, folder: Path, mnist: bool) -> Path:
+def run_metrics(run: str, mnist: bool) -> dict:
+    """A run folder's `metrics.json`, refusing a validation run when the MNIST check would
+    read the test split for it."""
+    metrics = read_json(str(Path(run) / "metrics.json"), "metrics")
+    if mnist and "final_val_accuracy" in metrics:
+        raise UsageError(f"{run} is a validation run and the MNIST check reads the test split; add --no-mnist")
+    return metrics
+
+
+def int8_of_run(run: str, metrics: dict, folder: Path) -> Path:
     """Converts a run's model to int8 in `folder`, as `export` would but unverified: for
     scoring validation runs on the development set, where the test split must stay unread."""
     import keras
 
     from app.export import write_files
 
-    metrics = read_json(str(Path(run) / "metrics.json"), "metrics")
-    if mnist and "final_val_accuracy" in metrics:
-        raise UsageError(f"{run} is a validation run and the MNIST check reads the test split; add --no-mnist")
     try:
         model = keras.saving.load_model(Path(run) / "model.keras")
     except (OSError, ValueError) as error:
@@ -257,17 +274,15 @@ def int8_of_run(run: str, folder: Path, mnist: bool) -> Path:
 
 
 def run_bench(args) -> int:
-    from app.bench import bench, markdown
+    from app.bench import bench, check_inputs, markdown
 
+    check_inputs(args.run, args.exported)
+    import_tensorflow()
     print(markdown(bench(args.run, args.exported, compare=args.compare, quick=args.quick, speed=args.experiments)),
           end="")
     print(f"wrote {args.run}/bench.json and {args.run}/bench.md")
     return 0
 
-
-# The commands that run TensorFlow (TFDS included), imported before they start; `train`
-# imports it once its config and recipe are read, `predict` never, `results` only when it trains.
-NEEDS_TENSORFLOW = {"export", "realworld", "bench"}
 
 COMMANDS = {
     "train": run_train,
@@ -290,10 +305,6 @@ def main(argv: list[str] | None = None) -> int:
         args.argv = argv
         if getattr(args, "verbose", False):
             os.environ["TINYMNIST_VERBOSE"] = "1"
-        if args.command in NEEDS_TENSORFLOW:
-            from app.tflog import import_tensorflow
-
-            import_tensorflow()
         return COMMANDS[args.command](args)
 
     return handle(command, argv, resume_hint=resume)

@@ -1,4 +1,8 @@
-"""The frozen configuration of the model and of its training recipe."""
+"""The frozen configuration of the model and of its training recipe.
+
+Nothing here imports Keras or TensorFlow: a command checks its config (the budget
+included, by arithmetic) before it pays for their import.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,9 @@ from dataclasses import dataclass
 
 # The default model stays at or under this many parameters (model.count_params()).
 DEFAULT_BUDGET = 8000
+# The model's input (raw 28x28 gray pixels) and its classes, the digits 0-9.
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,32 @@ class ModelConfig:
         """Builds a config from `to_dict` output (unknown keys are an error)."""
         return cls(**values)
 
+    def check_budget(self, parameters: int) -> None:
+        """Raises ValueError when a model of `parameters` parameters is over `budget`."""
+        if parameters > self.budget:
+            raise ValueError(f"model has {parameters:,} parameters, over the budget of {self.budget:,}")
+
+
+def count_parameters(config: ModelConfig) -> int:
+    """`build_model(config).count_params()`, by arithmetic: no model is built.
+
+    A search draws thousands of candidates to find the few under a small budget, and a
+    command checks its config's budget before importing TensorFlow; building each model to
+    count it would cost far more. Every bias-free k x k convolution has k*k*in*out weights
+    and its BatchNorm 4*out (gamma, beta, moving mean and variance); the head has
+    (in + 1) * 10. The tests check it against the builder on random configs.
+
+    Args:
+        config: the model configuration (its budget is not checked).
+    """
+    convolutions = [(config.stem, 3), *([(config.edges, 3)] if config.edges else []), (config.transition1, 1),
+                    *((f, 3) for f in config.patterns), (config.transition2, 1), *((f, 3) for f in config.object)]
+    total, channels = 0, INPUT_SHAPE[-1]
+    for filters, kernel in convolutions:
+        total += kernel * kernel * channels * filters + 4 * filters
+        channels = filters
+    return total + (channels + 1) * NUM_CLASSES
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -80,6 +113,8 @@ class Recipe:
         label_smoothing: smoothing of the one-hot targets.
         shift: largest random translation of the augmentation, as a fraction of 28 pixels.
         rotation: largest random rotation of the augmentation, as a fraction of a full turn.
+        stroke: the largest fraction of the way each image moves towards its 3x3 grey
+            dilation or erosion (wider or narrower strokes, as other pens draw them).
         seed: seeds weights, shuffling, dropout and augmentation.
         steps_per_execution: optimizer steps per call into the compiled training function;
             more than 1 saves Python and callback overhead per step without changing the

@@ -14,32 +14,6 @@ import tensorflow_datasets as tfds
 
 from app.errors import MissingDataError
 
-# Quick mode trains and evaluates on these small slices of the real splits.
-QUICK_TRAIN = 2048
-QUICK_TEST = 1024
-
-
-# Validation mode holds out the last images of the train split; test is never read then.
-VALIDATION_SIZE = 10_000
-
-
-def split_names(quick: bool = False, validation: bool = False) -> tuple[str, str]:
-    """Returns the TFDS split strings `(fit, evaluate)` of a run.
-
-    Args:
-        quick: small slices, for smoke tests.
-        validation: evaluate on images held out from the train split instead of on the test
-            split, so recipe and tuning decisions never see the test set.
-    """
-    if validation:
-        fit, held_out = f"train[:-{VALIDATION_SIZE}]", f"train[-{VALIDATION_SIZE}:]"
-        if quick:
-            fit, held_out = f"train[:{QUICK_TRAIN}]", f"train[-{QUICK_TEST}:]"
-        return fit, held_out
-    if quick:
-        return f"train[:{QUICK_TRAIN}]", f"test[:{QUICK_TEST}]"
-    return "train", "test"
-
 
 class DataUnavailableError(MissingDataError):
     """MNIST is neither prepared locally nor downloadable."""

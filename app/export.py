@@ -344,6 +344,12 @@ def export(
             shutil.rmtree(staging, ignore_errors=True)
 
 
+def check_model_file(path: str | os.PathLike) -> None:
+    """Raises `InputFileError` when `path` is no file (checked before TensorFlow's import)."""
+    if not Path(path).is_file():
+        raise InputFileError(f"no such model file: {path}; give the model.keras of a finished run")
+
+
 def load_keras_model(path: Path):
     """Loads a `.keras` file, or says in one line why it cannot be used.
 
@@ -352,8 +358,7 @@ def load_keras_model(path: Path):
     """
     import keras
 
-    if not path.is_file():
-        raise InputFileError(f"no such model file: {path}; give the model.keras of a finished run")
+    check_model_file(path)
     try:
         return keras.models.load_model(path)
     except Exception as error:  # zipfile, h5py and Keras each raise their own kinds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import json
 import os
@@ -139,3 +140,13 @@ def read_json(path: str | None, what: str) -> dict:
     if not isinstance(values, dict):
         raise InputFileError(f"{what} file {path} must hold a JSON object of field names and values")
     return values
+
+
+def read_history(path: str | os.PathLike) -> list[dict]:
+    """Reads a run's `history.csv` into one dict of floats per epoch (epochs counted from 1)."""
+    with open(path, newline="") as f:
+        # CSVLogger adds empty (NA) val_* columns when there is no validation data.
+        rows = [{k: float(v) for k, v in row.items() if v != "NA"} for row in csv.DictReader(f)]
+    for row in rows:
+        row["epoch"] = int(row["epoch"]) + 1
+    return rows

@@ -36,14 +36,12 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from app.config import ModelConfig
+from app.config import INPUT_SHAPE, NUM_CLASSES, ModelConfig
 
 # MNIST train-set pixel statistics (of pixel/255); normalising inside the model lets every
 # exported format take raw 0..255 pixels.
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
-NUM_CLASSES = 10
-INPUT_SHAPE = (28, 28, 1)
 
 
 def conv_bn_relu(x, filters: int, kernel_size: int, name: str, pool: str | None = None):
@@ -124,30 +122,8 @@ def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
     outputs = layers.Dense(NUM_CLASSES, activation="softmax", name="head")(x)
     model = keras.Model(inputs, outputs, name="tinymnist")
 
-    params = model.count_params()
-    if params > config.budget:
-        raise ValueError(f"model has {params:,} parameters, over the budget of {config.budget:,}")
+    config.check_budget(model.count_params())
     return model
-
-
-def count_parameters(config: ModelConfig) -> int:
-    """`build_model(config).count_params()`, by arithmetic: no model is built.
-
-    A search draws thousands of candidates to find the few under a small budget; building
-    each one to count it took most of a search's set-up. Every bias-free k x k convolution
-    has k*k*in*out weights and its BatchNorm 4*out (gamma, beta, moving mean and variance);
-    the head has (in + 1) * 10. The tests check it against the builder on random configs.
-
-    Args:
-        config: the model configuration (its budget is not checked).
-    """
-    convolutions = [(config.stem, 3), *([(config.edges, 3)] if config.edges else []), (config.transition1, 1),
-                    *((f, 3) for f in config.patterns), (config.transition2, 1), *((f, 3) for f in config.object)]
-    total, channels = 0, INPUT_SHAPE[-1]
-    for filters, kernel in convolutions:
-        total += kernel * kernel * channels * filters + 4 * filters
-        channels = filters
-    return total + (channels + 1) * NUM_CLASSES
 
 
 def parameter_counts(model: keras.Model) -> dict:

@@ -23,7 +23,7 @@ def curves(history: list[dict], out: Path, prefix: str = "test") -> None:
 
     Args:
         history: one dict per epoch with `epoch`, `accuracy`, `loss`, `test_accuracy` and
-            `test_loss` (or `val_*`), as `train.read_history` returns them.
+            `test_loss` (or `val_*`), as `files.read_history` returns them.
         out: the folder to write into.
         prefix: "test", or "val" for a validation run.
     """

@@ -14,12 +14,13 @@ A run is safe to kill at any moment and rerun with the same command:
   after the last epoch finishes the files on rerun instead of training again;
 - a lock on the folder refuses a second command while one runs;
 - damaged resume state is refused with the file it concerns, never silently replaced.
+
+The folder's checks and lock are `app.runfolder.claimed`, which `python -m app train` also
+runs before importing TensorFlow, so a folder that cannot take the run is refused at once.
 """
 
 from __future__ import annotations
 
-import csv
-import json
 import shutil
 import signal
 import sys
@@ -32,17 +33,12 @@ import tensorflow as tf
 
 from app import data, plots, provenance
 from app.config import ModelConfig, Recipe
-from app.errors import DamagedStateError, UsageError
-from app.files import atomic_path, folder_lock, make_folder, write_json, write_text
+from app.errors import DamagedStateError
+from app.files import atomic_path, read_history, write_json, write_text
 from app.model import build_model, parameter_counts
+from app.runfolder import BACKUP, BACKUP_STATE, claimed
 
-BACKUP = "backup"
-BACKUP_STATE = "training_metadata.json"
 TENSORBOARD = "tensorboard"
-
-
-class RunFolderError(UsageError):
-    """The output folder cannot take this run."""
 
 
 class HeldOutCurve(keras.callbacks.Callback):
@@ -199,112 +195,6 @@ def one_hot(images, labels):
     return images, tf.one_hot(labels, 10)
 
 
-def read_history(path: Path) -> list[dict]:
-    """Reads `history.csv` into one dict of floats per epoch (epochs counted from 1)."""
-    with open(path, newline="") as f:
-        # CSVLogger adds empty (NA) val_* columns when there is no validation data.
-        rows = [{k: float(v) for k, v in row.items() if v != "NA"} for row in csv.DictReader(f)]
-    for row in rows:
-        row["epoch"] = int(row["epoch"]) + 1
-    return rows
-
-
-def history_rows(history_csv: Path) -> int:
-    """Counts the whole epoch rows of `history.csv` (a row cut short by a kill does not count)."""
-    if not history_csv.exists():
-        return 0
-    lines = history_csv.read_text().splitlines(keepends=True)
-    if not lines:
-        return 0
-    columns = len(lines[0].split(","))
-    return sum(1 for line in lines[1:] if line.endswith("\n") and len(line.split(",")) == columns)
-
-
-def backup_state(out: Path) -> tuple[int, Path | None]:
-    """Reads and checks the resume state of a run folder.
-
-    Returns:
-        `(finished epochs, weights file)`; `(0, None)` when there is nothing to resume.
-
-    Raises:
-        DamagedStateError: when the backup cannot be trusted, naming the file and the way to
-            start over.
-    """
-    backup, history_csv = out / BACKUP, out / "history.csv"
-    rows = history_rows(history_csv)
-    restart = "rerun with --restart to train from epoch 1, or choose another --out"
-    if not backup.exists():
-        # CSVLogger writes an epoch's row just before its backup: one row may lead the backup.
-        if rows > 1:
-            raise DamagedStateError(
-                f"cannot resume {out}, {history_csv} holds {rows} finished epochs but {backup}/ is missing; {restart}")
-        return 0, None
-    state_path = backup / BACKUP_STATE
-    try:
-        state = json.loads(state_path.read_text())
-        epoch, weights = int(state["epoch"]), backup / state["weights"]
-    except FileNotFoundError:
-        # A kill before the first backup finished: nothing to resume, nothing lost.
-        if rows > 1:
-            raise DamagedStateError(f"cannot resume {out}, {state_path} is missing; {restart}") from None
-        return 0, None
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise DamagedStateError(
-            f"cannot resume {out}, {state_path} is damaged ({type(error).__name__}); {restart}") from None
-    if not weights.is_file():
-        raise DamagedStateError(f"cannot resume {out}, {weights} is missing; {restart}")
-    if rows < epoch:
-        raise DamagedStateError(
-            f"cannot resume {out}, {history_csv} holds {rows} of the {epoch} finished epochs; {restart}")
-    return epoch, weights
-
-
-def keep_history(history_csv: Path, epochs: int) -> None:
-    """Keeps the header and the first `epochs` rows of `history.csv`, so each epoch is logged once.
-
-    CSVLogger writes an epoch's row just before the backup of that epoch; a kill between the
-    two leaves one row more than the backup has (or a row cut short), and that epoch is
-    trained again. Finished epochs' rows are never dropped.
-
-    Args:
-        history_csv: the CSVLogger file.
-        epochs: the finished epochs to keep.
-    """
-    if not history_csv.exists():
-        return
-    lines = history_csv.read_text().splitlines(keepends=True)
-    if len(lines) == epochs + 1:
-        return
-    if not epochs:
-        history_csv.unlink()
-        return
-    with atomic_path(history_csv) as tmp:
-        tmp.write_text("".join(lines[: epochs + 1]))
-
-
-def start_over(out: Path) -> None:
-    """Removes a run folder's resume state and history (`--restart`)."""
-    shutil.rmtree(out / BACKUP, ignore_errors=True)
-    for name in ("history.csv", "provenance.json"):
-        (out / name).unlink(missing_ok=True)
-
-
-def check_same_run(out: Path, record: dict) -> None:
-    """Refuses to resume a folder that another config, recipe or data split started."""
-    path = out / "provenance.json"
-    if not path.exists():
-        return
-    try:
-        started = json.loads(path.read_text())
-    except ValueError:
-        raise DamagedStateError(f"cannot resume {out}, {path} is damaged; rerun with --restart") from None
-    for key in ("config", "recipe", "splits"):
-        if started.get(key) != record[key]:
-            raise RunFolderError(
-                f"{out} was started with another {key} ({started.get('command')}); "
-                "rerun that command to resume, or choose another --out")
-
-
 def make_deterministic() -> None:
     """Makes two runs of one seed bit-identical: deterministic TF ops on one thread.
 
@@ -364,24 +254,9 @@ def train(
     out = Path(out)
     build_model(config)  # raises on an over-budget config before anything is written
     command = command or f"python -m app train --seed {recipe.seed} --out {out}"
-    make_folder(out)
-    with folder_lock(out, command):
-        if (out / "metrics.json").exists():
-            shutil.rmtree(out / BACKUP, ignore_errors=True)  # left by a kill after the final files
-            raise RunFolderError(f"{out} already holds a finished run; choose another --out")
-        if restart:
-            start_over(out)
-        prefix = "val" if validation else "test"
-        fit_split, held_out_split = data.split_names(quick=quick, validation=validation)
-        record = provenance.record(command, config.to_dict(), recipe.to_dict(), origin)
-        record.update(splits={"fit": fit_split, "evaluate": held_out_split}, quick=quick)
-        check_same_run(out, record)
-        first_epoch, weights = backup_state(out)
-        keep_history(out / "history.csv", first_epoch)
-        if not (out / "provenance.json").exists():
-            write_json(out / "provenance.json", record)
-        return _fit_and_write(config, recipe, out, prefix, fit_split, held_out_split, first_epoch, weights,
-                              verbose, callbacks, quick)
+    with claimed(out, config, recipe, command, quick, validation, origin, restart) as (splits, first_epoch, weights):
+        return _fit_and_write(config, recipe, out, "val" if validation else "test", splits["fit"],
+                              splits["evaluate"], first_epoch, weights, verbose, callbacks, quick)
 
 
 def _fit_and_write(config, recipe, out, prefix, fit_split, held_out_split, first_epoch, weights, verbose,

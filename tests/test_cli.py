@@ -41,18 +41,43 @@ def test_bad_config_file_is_one_line(cli, tmp_path):
     assert "wings" in last_line(result.stderr)
 
 
-def test_bad_config_is_refused_before_tensorflow_is_imported(tmp_path):
+SMALLEST = "below the smallest model of the search space (1,922 parameters)"
+
+
+@pytest.mark.parametrize("module, args, code, message", [
+    ("app", ["train", "--config", "{tmp}/config.json", "--out", "{tmp}/run"], 2,
+     "error: stem must be at least 1 filter, got 0"),
+    ("app", ["train", "--budget", "5000", "--out", "{tmp}/run"], 2,
+     "error: model has 7,862 parameters, over the budget of 5,000"),
+    ("app", ["train", "--quick", "--out", "{tmp}/config.json"], 2,
+     "error: cannot use {tmp}/config.json as a folder, it is a file; choose another --out"),
+    ("app", ["train", "--quick", "--out", "{tmp}/done"], 2,
+     "error: {tmp}/done already holds a finished run; choose another --out"),
+    ("app", ["export", "--model", "{tmp}/nope.keras", "--out", "{tmp}/out"], 3,
+     "error: no such model file: {tmp}/nope.keras; give the model.keras of a finished run"),
+    ("app", ["bench", "--run", "{tmp}/run", "--exported", "{tmp}/out"], 3,
+     "error: {tmp}/run/metrics.json not found; run `make train` and `make export` first"),
+    ("app", ["realworld", "--model", "{tmp}/nope.tflite", "--devset", "{tmp}/set"], 3,
+     "error: no model at {tmp}/nope.tflite; run `make export` or pass --model"),
+    ("app", ["realworld", "--run", "{tmp}/run", "--devset", "{tmp}/set"], 3,
+     "error: cannot read the metrics file, {tmp}/run/metrics.json (No such file or directory); check the path"),
+    ("tuner", ["search", "--budget", "1900", "--dir", "{tmp}/out"], 2, f"error: budget 1,900 is {SMALLEST}"),
+    ("tuner", ["frontier", "--budgets", "5000", "1500", "--dir", "{tmp}/out"], 2, f"error: budget 1,500 is {SMALLEST}"),
+])
+def test_bad_input_is_refused_before_tensorflow_is_imported(tmp_path, module, args, code, message):
     import subprocess
     import sys
 
-    config = tmp_path / "config.json"
-    config.write_text('{"stem": 0}')
-    check = ("import sys; from app.cli import main; "
-             f"code = main(['train', '--config', {str(config)!r}, '--out', {str(tmp_path / 'run')!r}]); "
+    (tmp_path / "config.json").write_text('{"stem": 0}')
+    (tmp_path / "done").mkdir()
+    (tmp_path / "done" / "metrics.json").write_text("{}")
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    check = (f"import sys; from {module}.cli import main; code = main({args!r}); "
              "print(code, 'tensorflow' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.stdout.split() == ["2", "False"], result.stderr
-    assert last_line(result.stderr) == "error: stem must be at least 1 filter, got 0"
+    assert result.stdout.split() == [str(code), "False"], result.stderr
+    assert result.stderr == message.replace("{tmp}", str(tmp_path)) + "\n"
+    assert not (tmp_path / "run").exists() and not (tmp_path / "out").exists() and not (tmp_path / "set").exists()
 
 
 def test_missing_mnist_names_where_tfds_looked(cli, tmp_path):

@@ -266,10 +266,12 @@ def test_ctrl_c_prints_a_fresh_line_with_the_resume_command(tmp_path):
 
 
 def test_tensorflow_log_stays_quiet_unless_verbose(cli, tmp_path):
-    quiet = cli("train", "--budget", "5000", "--out", tmp_path / "run")
-    assert quiet.stderr == "error: model has 7,862 parameters, over the budget of 5,000\n"
-    loud = cli("train", "--budget", "5000", "--out", tmp_path / "run", "--verbose")
-    assert loud.returncode == 2 and len(loud.stderr.splitlines()) > 1
+    # A damaged model file is found only by loading it, after TensorFlow's import and its log.
+    (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 this zip stops here")
+    quiet = cli("export", "--model", tmp_path / "model.keras", "--out", tmp_path / "out")
+    one_line_error(quiet, 3, f"error: cannot load {tmp_path / 'model.keras'} as a Keras model (")
+    loud = cli("export", "--model", tmp_path / "model.keras", "--out", tmp_path / "out", "--verbose")
+    assert loud.returncode == 3 and len(loud.stderr.splitlines()) > 1
 
 
 # --- export --------------------------------------------------------------------------------

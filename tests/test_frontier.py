@@ -11,6 +11,7 @@ from app.config import ModelConfig, Recipe
 from app.errors import InputFileError, UsageError
 from tuner import frontier as fr
 from tuner import hypermodel as hm
+from tuner import space as search_space
 from tuner.cli import build_parser, claim_folder, search_settings
 from tuner.search import BudgetHyperbandOracle, make_tuner
 
@@ -36,7 +37,7 @@ def test_budget_hyperband_keeps_stock_brackets_and_only_fitting_candidates(tmp_p
     # Stock Hyperband with max_epochs 6, factor 3: bracket 1 draws 5 candidates of 2 epochs,
     # bracket 0 draws 3 of 6 epochs; promotions wait for finished trials (none finish here).
     space = kt.HyperParameters()
-    hm.declare(space)
+    search_space.declare(space)
     stock = kt.oracles.HyperbandOracle(objective="val_accuracy", max_epochs=6, factor=3, seed=0,
                                        hyperparameters=space)
     kt.Tuner(oracle=stock, hypermodel=lambda hp: None, directory=tmp_path, project_name="stock")
@@ -46,7 +47,7 @@ def test_budget_hyperband_keeps_stock_brackets_and_only_fitting_candidates(tmp_p
     budgeted, end = rounds(oracle)
     assert [e for e, _ in stock_trials] == [e for e, _ in budgeted] == [2, 2, 2, 2, 2, 6, 6, 6]
     assert stock_end == end == "IDLE"  # waiting for trials to finish, not stopped
-    counts = [hm.parameter_count(v) for _, v in budgeted]
+    counts = [search_space.parameter_count(v) for _, v in budgeted]
     assert all(2400 <= c <= 3000 for c in counts), counts
     # Most of the space is over 3,000: every rejection was redrawn, none took a bracket's place.
     assert oracle.rejected > 100

@@ -131,7 +131,7 @@ def test_a_recorded_recipe_without_stroke_trained_without_it():
 
 
 def test_property_arithmetic_count_matches_the_builder():
-    from app.model import count_parameters
+    from app.config import count_parameters
 
     rng = np.random.default_rng(0)
     configs = [ModelConfig(), ModelConfig(edges=4, early_pool=False, budget=10**9)]

@@ -16,6 +16,7 @@ import tensorflow as tf
 from app.config import ModelConfig, Recipe
 from app.model import build_model
 from tuner import hypermodel as hm
+from tuner import space as search_space
 from tuner.search import BudgetRandomSearchOracle, make_tuner
 
 from conftest import ROOT, last_line
@@ -33,12 +34,12 @@ def test_smallest_model_of_the_space():
     # Every filter count at its least: no edges_conv2, transition1 4, patterns (6, 8),
     # transition2 4, object (8, 8); convs 72+32+216+432+32+288+576 = 1,648,
     # BN 4*(8+4+6+8+4+8+8) = 184, head 8*10+10 = 90: 1,922 in total.
-    assert hm.parameter_count(hm.smallest_values()) == 1922
+    assert search_space.parameter_count(search_space.smallest_values()) == 1922
 
 
 def declared_oracle(budget, seed=0, floor=0.0):
     space = kt.HyperParameters()
-    hm.declare(space)
+    search_space.declare(space)
     return BudgetRandomSearchOracle(budget=budget, floor=floor, objective="val_accuracy", max_trials=1000,
                                     seed=seed, hyperparameters=space)
 
@@ -54,7 +55,7 @@ def test_property_proposed_candidates_fit_and_rejected_ones_do_not(monkeypatch):
     budget = 6000
     oracle = declared_oracle(budget)
     seen = []
-    real_count = hm.parameter_count
+    real_count = search_space.parameter_count
     monkeypatch.setattr("tuner.search.parameter_count", lambda v: seen.append(dict(v)) or real_count(v))
     proposed = [draw(oracle, i) for i in range(80)]
     rejected = [v for v in seen if v not in proposed]
@@ -65,12 +66,12 @@ def test_property_proposed_candidates_fit_and_rejected_ones_do_not(monkeypatch):
         assert model.count_params() <= budget
     for values in rejected[:40]:
         with pytest.raises(ValueError, match=f"over the budget of {budget:,}"):
-            build_model(hm.config_from_values(values, budget))
+            build_model(search_space.config_from_values(values, budget))
 
 
 def test_property_a_floor_keeps_candidates_between_it_and_the_budget():
     oracle = declared_oracle(6000, floor=0.9)
-    counts = [hm.parameter_count(draw(oracle, i)) for i in range(40)]
+    counts = [search_space.parameter_count(draw(oracle, i)) for i in range(40)]
     assert 5400 <= min(counts) and max(counts) <= 6000
     # About 15% of the space lies in [5,400, 6,000] and about half under 5,400.
     assert oracle.under_floor > 40 and oracle.rejected > 40

@@ -87,7 +87,7 @@ def search_settings(args) -> dict:
     """What the search folder is tied to, as JSON-ready values."""
     import keras_tuner as kt
 
-    from tuner.hypermodel import declare
+    from tuner.space import declare
 
     space = kt.HyperParameters()
     declare(space)
@@ -128,6 +128,7 @@ def search(args) -> int:
     from app.config import ModelConfig
     from app.files import write_json
 
+    check_budget(args.budget)  # arithmetic: refused at once, before TensorFlow's import
     start_tensorflow(args)
     summary = searched(args)
     if summary is None or args.no_retrain:
@@ -160,7 +161,7 @@ def start_tensorflow(args) -> None:
 
 def check_budget(budget: int) -> None:
     """Raises `UsageError` when `budget` is below the smallest model of the search space."""
-    from tuner.hypermodel import parameter_count, smallest_values
+    from tuner.space import parameter_count, smallest_values
 
     smallest = parameter_count(smallest_values())
     if budget < smallest:
@@ -194,13 +195,14 @@ def run_search(args, out: Path, role: str, command: str) -> dict | None:
     from app import data
     from app.config import Recipe
     from app.files import write_json
+    from app.runfolder import split_names
     from app.train import one_hot
     from tuner.report import plot_trials, write_tables
     from tuner.search import make_tuner, trial_row
 
     recipe = Recipe(epochs=args.epochs, seed=args.seed)
     # The objective's validation images are carved from the train split; test is never read.
-    fit_split, val_split = data.split_names(quick=args.quick, validation=True)
+    fit_split, val_split = split_names(quick=args.quick, validation=True)
     train_raw = data.load_split(fit_split)
     images = int(train_raw.cardinality())
     train = data.train_pipeline(
@@ -297,7 +299,8 @@ def retrain(config, recipe, run: Path, quick: bool, summary: dict) -> dict:
         summary: the search's summary (`searched`), for the run's provenance.
     """
     from app.files import read_json
-    from app.train import RunFolderError, train
+    from app.runfolder import RunFolderError
+    from app.train import train
 
     trial, command = summary["best_trial"]["trial"], summary["command"]
     if (run / "metrics.json").exists():
@@ -321,6 +324,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "frontier":
             from tuner.frontier import frontier
 
+            check_budget(min(args.budgets))  # arithmetic: refused at once, before TensorFlow's import
             start_tensorflow(args)
             return frontier(args)
         return search(args)

@@ -114,9 +114,8 @@ def default_point(root: str | Path) -> dict | None:
     Raises:
         InputFileError: a history without a final test accuracy.
     """
-    from app.config import ModelConfig
+    from app.config import ModelConfig, count_parameters
     from app.errors import InputFileError
-    from app.model import count_parameters
 
     histories = sorted(Path(root).glob("seed*/history.csv"))
     if not histories:

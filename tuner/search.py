@@ -15,7 +15,8 @@ import copy
 
 import keras_tuner as kt
 
-from tuner.hypermodel import TinyHyperModel, declare, parameter_count
+from tuner.hypermodel import TinyHyperModel
+from tuner.space import declare, parameter_count
 
 # Redraws allowed in a row before the oracle decides no unseen candidate fits the budget.
 MAX_REDRAWS = 2000
