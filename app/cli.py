@@ -235,7 +235,11 @@ def run_realworld(args) -> int:
         metrics = run_metrics(args.run, mnist=not args.no_mnist)
     else:
         TFLiteClassifier(model)  # a missing or unusable model is reported before TensorFlow's import
-    import_tensorflow()
+    # Scoring written parts needs only LiteRT and the contract; TensorFlow reads MNIST (for its
+    # check, or to write a missing part) and converts a run's model.
+    unwritten = [part for part in args.parts if not (Path(args.devset) / part / "labels.csv").exists()]
+    if args.run or unwritten or not args.no_mnist:
+        import_tensorflow()
     with tempfile.TemporaryDirectory(prefix="tinymnist-") as tmp:
         if args.run:
             model = int8_of_run(args.run, metrics, Path(tmp))

@@ -88,3 +88,20 @@ def test_realworld_scores_a_validation_run_without_reading_test(tmp_path):
     assert main([*args, "--no-mnist"]) == 0
     text = report.read_text()
     assert "| dev | photo | 4 |" in text and "| dev | pen | 4 |" in text and "MNIST" not in text
+
+
+def test_realworld_scores_written_parts_without_tensorflow(tmp_path):
+    """Tuning the contract reruns `realworld --no-mnist` on written parts: no TensorFlow import."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    folder = devset.write(tmp_path / "set", "dev", limit=3)  # MNIST digits: TensorFlow, here
+    report = tmp_path / "rw.md"
+    args = ["realworld", "--devset", str(folder.parent), "--parts", "dev", "--no-mnist", "--out", str(report)]
+    check = f"import sys; from app.cli import main; code = main({args!r}); print(code, 'tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.splitlines()[-1].split() == ["0", "False"], result.stderr
+    text = report.read_text()
+    assert "| dev | photo | 3 |" in text and "| dev | pen | 3 |" in text and "MNIST" not in text
