@@ -1,6 +1,6 @@
 """A development set of real-world digit images, made from a seed (never committed).
 
-Four kinds in five parts with their own sources and seeds:
+Five kinds in six parts with their own sources and seeds:
 - `photo`: MNIST test digits re-rendered as photographs: a random scale and place on a
   larger canvas, tinted paper with a gradient and a soft shadow, thicker or thinner strokes,
   a small rotation, blur, sensor noise and JPEG compression; a quarter are light chalk on a
@@ -11,6 +11,8 @@ Four kinds in five parts with their own sources and seeds:
   digit (the `lined` part only).
 - `desk`: photos as above, in ink, of a sheet lying on a darker desk that shows around it
   (the `desk` part only).
+- `tight`: MNIST test digits cut out to their own box, with no margin, upscaled 2-6x, half
+  dark on white (the `tight` part only), as an app that crops a digit out of a form sends them.
 
 `dev/` is for tuning the preprocessing constants and the training recipe; `heldout/` and
 `final/` are only for reporting. The photo digits come from the MNIST test split (the model
@@ -18,7 +20,8 @@ never trained on them): test images 0-1999 for `dev`, 5000-6999 for `heldout`, 7
 `final`; the pen digits are split in halves (there are only 1,797), so `final` renders the
 second half again with its own seed: new pictures of digits `heldout` also holds. `lined/`
 (test images 9000-9999, no pen digits) measures the contract's ruled-line step, `desk/`
-(test images 2000-2999, no pen digits) its sheet step.
+(test images 2000-2999, no pen digits) its sheet step, `tight/` (test images 3000-3999, no
+pen digits) its margin step.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter
+from PIL import Image, ImageFilter, ImageOps
 
 PARTS = {
     # part: (seed offset, MNIST test slice, which half of the pen digits)
@@ -36,6 +39,7 @@ PARTS = {
     "final": (2, slice(7000, 9000), 1),
     "lined": (3, slice(9000, 10000), None),
     "desk": (4, slice(2000, 3000), None),
+    "tight": (5, slice(3000, 4000), None),
 }
 
 
@@ -136,6 +140,17 @@ def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False,
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)), "light-on-dark" if dark else "dark-on-light"
 
 
+def cut_out(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, str]:
+    """An MNIST digit cut out to its own box (no margin), upscaled 2-6x, half dark on white."""
+    ys, xs = np.nonzero(digit)
+    crop = Image.fromarray(digit[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1])
+    scale = rng.uniform(2, 6)
+    crop = crop.resize((max(1, round(crop.width * scale)), max(1, round(crop.height * scale))), Image.BILINEAR)
+    if rng.random() < 0.5:
+        return ImageOps.invert(crop), "dark-on-light"
+    return crop, "light-on-dark"
+
+
 def pen(digit: np.ndarray, rng: np.random.Generator, dark_on_light: bool) -> Image.Image:
     """A UCI pen digit (8x8, 0..16) upscaled onto a margin, as a gray image."""
     side = int(rng.integers(40, 120))
@@ -147,13 +162,16 @@ def pen(digit: np.ndarray, rng: np.random.Generator, dark_on_light: bool) -> Ima
 
 
 def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -> Path:
-    """Writes one part of the set (`dev`, `heldout`, `final`, `lined`, `desk`) and `labels.csv`; returns its folder.
+    """Writes one part of the set (`dev`, `heldout`, `final`, `lined`, `desk`, `tight`) and `labels.csv`.
 
     Args:
         out: the set's folder (`out/part/` is written).
-        part: "dev", "heldout", "final", "lined" or "desk".
+        part: "dev", "heldout", "final", "lined", "desk" or "tight".
         seed: the base seed; each part adds its own offset.
         limit: at most this many images of each kind (a smoke test); None for all.
+
+    Returns:
+        The part's folder.
     """
     from sklearn.datasets import load_digits
 
@@ -168,10 +186,15 @@ def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -
     stop = mnist_slice.stop if limit is None else min(mnist_slice.stop, mnist_slice.start + limit)
     images, labels = data.in_memory(data.load_split(f"test[{mnist_slice.start}:{stop}]"))
     for i, (image, label) in enumerate(zip(images.numpy()[..., 0], labels.numpy())):
-        name = f"photo_{i:04d}.jpg"
-        picture, polarity = photo(image, rng, lined=part == "lined", desk=part == "desk")
-        picture.save(folder / name, quality=int(rng.integers(35, 95)))
-        rows.append((name, int(label), part if part in ("lined", "desk") else "photo", polarity))
+        if part == "tight":
+            name = f"tight_{i:04d}.png"
+            picture, polarity = cut_out(image, rng)
+            picture.save(folder / name)
+        else:
+            name = f"photo_{i:04d}.jpg"
+            picture, polarity = photo(image, rng, lined=part == "lined", desk=part == "desk")
+            picture.save(folder / name, quality=int(rng.integers(35, 95)))
+        rows.append((name, int(label), part if part in ("lined", "desk", "tight") else "photo", polarity))
     pens = load_digits()
     half = len(pens.target) // 2
     chosen = range(0) if pen_half is None else range(half) if pen_half == 0 else range(half, len(pens.target))

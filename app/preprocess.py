@@ -32,7 +32,8 @@ contract" numbers the same steps, and the constants below are the only copy of t
    the `PEAK_PERCENTILE`th percentile of all pixels; the strokes are the pixels above the
    midpoint of floor and peak, and the ink level is their `INK_PERCENTILE`th percentile.
    Levels are stretched linearly so the floor maps to 0 and the ink level to 255 (clipped).
-   A peak or an ink level less than `MIN_CONTRAST` above the floor means "no digit found".
+   A peak at or below the floor goes to step 10; a peak or an ink level less than
+   `MIN_CONTRAST` above the floor means "no digit found".
 8. Lines and specks. Ruled or squared paper first, among the pixels above `LINE_LEVEL`: a
    slice is the pixels (y, x) with y - floor(x k / 64 + 0.5) = r (a row sheared by k/64,
    |k| <= `LINE_SLOPES`, k tried from -`LINE_SLOPES` up), and the slope whose slices' counts
@@ -57,9 +58,14 @@ contract" numbers the same steps, and the constants below are the only copy of t
    again on step 5's image with that window, and their result replaces the first unless they
    find no digit. A window a few strokes wide still removes every stroke, but it follows a
    shadow's edge into the corners a window of 0.4 x the side cannot reach.
-10. Fit: crop the bounding box of the non-zero pixels and area-resample it so its longer side
+10. Margin: when step 7's noise floor is at or above its peak, the median and MAD were the
+    ink's: the ink is most of the picture (a digit cut out to its own box). Steps 6-9 run again
+    on step 5's image inside a frame floor(`MARGIN` x its longer side) wide of its own paper
+    (step 6's first-pass background, each frame pixel the value at the nearest edge pixel); if
+    they find no digit either, the first refusal stands.
+11. Fit: crop the bounding box of the non-zero pixels and area-resample it so its longer side
     is `BOX` pixels, keeping the aspect (each output pixel averages the source area it covers).
-11. Centre: place it in a `SIZE` x `SIZE` black frame at ((SIZE - h) // 2, (SIZE - w) // 2),
+12. Centre: place it in a `SIZE` x `SIZE` black frame at ((SIZE - h) // 2, (SIZE - w) // 2),
     then shift it by floor(`CENTRE` - centre of mass + 0.5) along each axis, as MNIST did;
     round to uint8 (floor(x + 0.5)).
 """
@@ -104,10 +110,15 @@ LINE_END = 0.02  # ... when it is lit this close to both its ends, as a share of
 LINE_WIDTH = 4  # ... and the slices this far away on either side are mostly paper
 LINE_SLOPES = 9  # line slopes tried: k/64 for |k| up to this (about 8 degrees)
 STROKE_WINDOWS = 5  # the second pass's opening is this many stroke widths wide
+MARGIN = 0.25  # paper added around a digit cut out to its own box, as a share of the longer side
 
 
 class NoDigitError(ValueError):
     """The image holds no digit to classify (blank, uniform, or only noise)."""
+
+
+class NoPaperError(NoDigitError):
+    """Step 7's paper statistics landed on the ink: the ink is most of the picture (step 10 frames it)."""
 
 
 class ImageFileError(ValueError):
@@ -325,6 +336,8 @@ def normalise(ink: np.ndarray, dark_ink: bool = False, window: int | None = None
     floor = middle + NOISE_MADS * 1.4826 * float(median(np.abs(ordered - middle)))
     # The strokes: pixels over halfway from the floor to the brightest (PEAK_PERCENTILE) ones.
     peak = float(percentile_of_sorted(ordered, PEAK_PERCENTILE))
+    if peak <= floor:  # the median and MAD are the ink's, not the paper's: step 10 adds paper
+        raise NoPaperError("no digit found (blank or uniform image)")
     strokes = ordered[ordered > (floor + peak) / 2]
     if strokes.size == 0 or peak - floor < MIN_CONTRAST:
         raise NoDigitError("no digit found (blank or uniform image)")
@@ -486,6 +499,40 @@ def refine(ink: np.ndarray, values: np.ndarray, dark_ink: bool = False) -> np.nd
         return values
 
 
+def framed(ink: np.ndarray) -> np.ndarray:
+    """Step 10's frame: `ink` inside `MARGIN` x its longer side of its own paper on every side.
+
+    The frame is step 6's first-pass background carried straight out from the nearest edge
+    pixel, so the added paper has the level the paper has there: no step at the old edge.
+    """
+    margin = int(MARGIN * max(ink.shape))
+    out = np.pad(background(ink), margin, mode="edge")
+    out[margin : margin + ink.shape[0], margin : margin + ink.shape[1]] = ink
+    return out
+
+
+def read_ink(ink: np.ndarray, dark_ink: bool = False) -> np.ndarray:
+    """Steps 6 to 10: light-on-dark gray levels to the digit alone, paper 0, ink up to 255.
+
+    Steps 6 to 9 learn the paper from the picture, which must be mostly paper. When step 7
+    finds that it is not (`NoPaperError`: a digit cut out to its own box), they run again on the
+    picture inside a frame of its own paper (`framed`).
+
+    Raises:
+        NoDigitError: when no digit is found (the first pass's reason when the frame finds none).
+    """
+    try:
+        return refine(ink, normalise(ink, dark_ink), dark_ink)
+    except NoPaperError as refusal:
+        if int(MARGIN * max(ink.shape)) == 0:  # MARGIN = 0: no frame
+            raise
+        wide = framed(ink)
+        try:
+            return refine(wide, normalise(wide, dark_ink), dark_ink)
+        except NoDigitError:
+            raise refusal from None
+
+
 def area_resize(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Resamples by area: each output pixel averages the source area it covers (pixels as squares)."""
     out = values
@@ -508,7 +555,7 @@ def round_half_up(values: np.ndarray) -> np.ndarray:
 
 
 def fit_and_centre(values: np.ndarray) -> np.ndarray:
-    """Steps 10 and 11: crops the ink, fits it into `BOX`, centres it by mass in `SIZE` x `SIZE`.
+    """Steps 11 and 12: crops the ink, fits it into `BOX`, centres it by mass in `SIZE` x `SIZE`.
 
     Returns:
         uint8 `[SIZE, SIZE]`, light digit on black.
@@ -532,7 +579,7 @@ def fit_and_centre(values: np.ndarray) -> np.ndarray:
 
 
 def preprocess_gray(gray: np.ndarray, polarity: str = "auto") -> np.ndarray:
-    """Steps 5 to 11: gray levels (0..255, any size) to the model's uint8 `[28, 28]` input."""
+    """Steps 5 to 12: gray levels (0..255, any size) to the model's uint8 `[28, 28]` input."""
     gray = np.asarray(gray, np.float32)
     if gray.ndim != 2:
         raise ValueError(f"expected a 2-D gray image, got shape {gray.shape}")
@@ -541,11 +588,11 @@ def preprocess_gray(gray: np.ndarray, polarity: str = "auto") -> np.ndarray:
         polarity = polarity_of(gray)
     dark_ink = polarity == "dark-on-light"
     ink = 255.0 - gray if dark_ink else gray
-    return fit_and_centre(refine(ink, normalise(ink, dark_ink), dark_ink))
+    return fit_and_centre(read_ink(ink, dark_ink))
 
 
 def preprocess_image(image: Image.Image, polarity: str = "auto") -> np.ndarray:
-    """Steps 2 to 11 for a decoded Pillow image."""
+    """Steps 2 to 12 for a decoded Pillow image."""
     return preprocess_gray(to_gray(reduce_to(plain_mode(image), WORK_SIDE)), polarity)
 
 

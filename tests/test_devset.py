@@ -47,6 +47,16 @@ def test_desk_part_is_a_sheet_with_the_desk_around_it(tmp_path):
         assert np.median(gray[h // 4 : h - h // 4, w // 4 : w - w // 4]) > np.median(border(gray)) + 30
 
 
+def test_tight_part_is_digits_cut_out_to_their_own_box(tmp_path):
+    rows = devset.read_labels(devset.write(tmp_path, "tight", seed=3, limit=8))
+    assert [kind for _, _, kind, _ in rows] == ["tight"] * 8  # no pens
+    assert {polarity for *_, polarity in rows} == {"dark-on-light", "light-on-dark"}
+    for path, _, _, polarity in rows:
+        ink = np.asarray(Image.open(path), np.float32)
+        ink = 255 - ink if polarity == "dark-on-light" else ink
+        assert all(side.max() > 0 for side in (ink[0], ink[-1], ink[:, 0], ink[:, -1]))  # ink on every edge
+
+
 def test_both_polarities_are_there():
     rng = np.random.default_rng(0)
     digit = np.zeros((8, 8))

@@ -213,7 +213,44 @@ def test_step9_keeps_the_first_pass_when_the_window_would_not_be_narrower():
     assert pp.refine(gray, first) is first
 
 
-def test_step11_the_centre_of_mass_lands_on_14_14():
+def cut_out_zero(height=48, width=32, level=220.0):
+    """A thick light "0" cut out to its own box: it reaches all four sides and is most of the pixels."""
+    ys, xs = np.mgrid[:height, :width]
+    r = ((ys - (height - 1) / 2) / (height / 2)) ** 2 + ((xs - (width - 1) / 2) / (width / 2)) ** 2
+    return ((r <= 1.0) & (r >= 0.35)).astype(np.float32) * level
+
+
+def test_step10_the_frame_carries_the_paper_out_from_the_nearest_edge():
+    ink = np.tile(np.linspace(10, 50, 40, dtype=np.float32), (20, 1))  # a smooth gradient: all paper
+    ink[5:15, 20:23] += 150  # and a stroke
+    out = pp.framed(ink)
+    margin = int(0.25 * 40)  # MARGIN x the longer side
+    assert out.shape == (20 + 2 * margin, 40 + 2 * margin)
+    np.testing.assert_array_equal(out[margin:-margin, margin:-margin], ink)
+    paper = pp.background(ink)
+    np.testing.assert_array_equal(out[:margin, margin:-margin], np.repeat(paper[:1], margin, axis=0))
+    np.testing.assert_array_equal(out[margin:-margin, :margin], np.repeat(paper[:, :1], margin, axis=1))
+    assert out[0, 0] == paper[0, 0] and out[-1, -1] == paper[-1, -1]
+
+
+def test_step10_a_digit_cut_out_to_its_own_box_is_read_as_with_paper_around_it():
+    zero = cut_out_zero()
+    assert (zero > 0).mean() > 0.5  # and it reaches all four sides
+    with pytest.raises(pp.NoPaperError):  # steps 6-9 alone: step 7's paper statistics are the ink's
+        pp.normalise(zero)
+    margin = int(0.25 * 48)
+    with_paper = pp.preprocess_gray(np.pad(zero, margin))
+    assert pp.preprocess_gray(zero).tolist() == with_paper.tolist()
+    assert pp.preprocess_gray(255 - zero).tolist() == with_paper.tolist()  # dark on light, on white paper
+    with pytest.raises(pp.NoDigitError, match=r"^no digit found \(blank or uniform image\)$"):
+        pp.preprocess_gray(np.full((30, 20), 220, np.float32))  # all ink is no ink: still refused
+    noise = np.clip(np.random.default_rng(0).normal(128, 30, (48, 32)), 0, 255).astype(np.float32)
+    with pytest.raises(pp.NoDigitError) as refused:  # noise has paper statistics: no frame, refused
+        pp.preprocess_gray(noise)
+    assert type(refused.value) is pp.NoDigitError
+
+
+def test_step12_the_centre_of_mass_lands_on_14_14():
     values = np.zeros((50, 30), np.float32)
     values[5:45, 3:9] = 255  # a bar hugging the left
     values[40:45, 3:27] = 255  # and a foot to the right: an L
@@ -246,7 +283,7 @@ def test_no_digit_is_refused(name, gray):
         pp.preprocess_gray(np.clip(gray, 0, 255))
 
 
-def test_step10_area_resize_keeps_the_mean_and_is_the_identity_at_the_same_size():
+def test_step11_area_resize_keeps_the_mean_and_is_the_identity_at_the_same_size():
     values = np.random.default_rng(1).uniform(0, 255, (30, 17))
     np.testing.assert_allclose(pp.area_resize(values, (30, 17)), values)
     small = pp.area_resize(values, (10, 6))

@@ -1,8 +1,9 @@
 """The web page in a real headless Chromium: LiteRT.js parity, the contract in JS, drawing.
 
 One browser session (web/test/drive.mjs) classifies 200 MNIST test images, 50 photos and
-50 pen digits of the development set, a blank image and a non-image, and three digits drawn
-with pointer strokes; the tests below compare its answers with Python's.
+50 pen digits of the development set, 10 MNIST digits cut out to their own box, a blank
+image and a non-image, and three digits drawn with pointer strokes; the tests below compare
+its answers with Python's.
 """
 
 import base64
@@ -27,6 +28,7 @@ WEB = ROOT / "web"
 MODEL = ROOT / "exported" / "model_int8.tflite"
 MNIST_IMAGES = 200
 PHOTOS = 50
+TIGHT = 10
 
 # Strokes in 0..1 of the canvas, drawn with the mouse (pointer events) as a user would.
 DRAWINGS = {
@@ -62,6 +64,12 @@ def browser(tmp_path_factory):
 
     folder = devset.write(tmp / "devset", "dev", limit=PHOTOS)
     files = [path for path, *_ in devset.read_labels(folder)]
+    # MNIST digits cut out to their own box (contract step 10), x4, half of them dark on light.
+    for i, image in enumerate(mnist[:TIGHT]):
+        ys, xs = np.nonzero(image)
+        tight = np.kron(image[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], np.ones((4, 4), np.uint8))
+        files.append(tmp / f"tight_{i:02d}.png")
+        Image.fromarray(255 - tight if i % 2 else tight).save(files[-1])
     blank = tmp / "blank.png"
     Image.new("L", (64, 64), 230).save(blank)
     not_image = tmp / "notes.png"
@@ -136,6 +144,8 @@ def test_contract_in_javascript_agrees_with_predict(browser):
     answers = {item["name"]: item for item in browser["images"]}
     photos = [p for p in browser["files"] if p.name.startswith("photo_")]
     assert len(photos) >= PHOTOS
+    tight = [p.name for p in browser["files"] if p.name.startswith("tight_")]
+    assert len(tight) == TIGHT and not set(tight) & set(browser["refused"])
     close = total = 0
     for path in browser["files"]:
         answer = answers[path.name]
@@ -178,7 +188,7 @@ def test_javascript_constants_equal_python():
     python = {name: getattr(preprocess, name) for name in constants}
     assert {k: float(v.replace("_", "")) for k, v in constants.items()} == python
     names = re.findall(r"^([A-Z_]+) = ", Path(preprocess.__file__).read_text(), re.M)
-    assert sorted(constants) == sorted(names) and len(names) == 29
+    assert sorted(constants) == sorted(names) and len(names) == 30
 
 
 def test_javascript_module_imports_resolve_locally():

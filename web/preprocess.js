@@ -38,6 +38,7 @@ export const LINE_END = 0.02; // ... when it is lit this close to both its ends,
 export const LINE_WIDTH = 4; // ... and the slices this far away on either side are mostly paper
 export const LINE_SLOPES = 9; // line slopes tried: k/64 for |k| up to this (about 8 degrees)
 export const STROKE_WINDOWS = 5; // the second pass's opening is this many stroke widths wide
+export const MARGIN = 0.25; // paper added around a digit cut out to its own box, share of the longer side
 
 const f32 = Math.fround;
 
@@ -46,6 +47,14 @@ export class NoDigitError extends Error {
   constructor(message) {
     super(message);
     this.name = "NoDigitError";
+  }
+}
+
+/** Step 7's paper statistics landed on the ink: the ink is most of the picture (step 10 frames it). */
+export class NoPaperError extends NoDigitError {
+  constructor(message) {
+    super(message);
+    this.name = "NoPaperError";
   }
 }
 
@@ -334,6 +343,8 @@ export function normalise(ink, darkInk = false, window = undefined) {
   for (let i = 0; i < n; i++) deviations[i] = Math.abs(f32(values[i] - middle));
   const floor = middle + NOISE_MADS * 1.4826 * median(deviations);
   const peak = percentileSorted(sorted(values), PEAK_PERCENTILE);
+  // The median and MAD are the ink's, not the paper's: step 10 adds paper.
+  if (peak <= floor) throw new NoPaperError("no digit found (blank or uniform image)");
   const cut = (floor + peak) / 2;
   const strokes = values.filter((v) => v > cut);
   if (strokes.length === 0 || peak - floor < MIN_CONTRAST) throw new NoDigitError("no digit found (blank or uniform image)");
@@ -514,7 +525,46 @@ export function refine(ink, values, darkInk = false) {
   }
 }
 
-// --- steps 10 and 11: fit and centre ---------------------------------------------------------
+// --- step 10: a frame of paper around a digit cut out to its own box -------------------------
+
+/** Step 10's frame: `ink` inside MARGIN x its longer side of step 6's background, carried out from the edge. */
+export function framed(ink) {
+  const { width, height } = ink;
+  const margin = Math.trunc(MARGIN * Math.max(width, height));
+  const paper = background(ink).data, w = width + 2 * margin, h = height + 2 * margin;
+  const out = new Float32Array(w * h);
+  for (let y = 0; y < h; y++) {
+    const sy = Math.min(Math.max(y - margin, 0), height - 1);
+    for (let x = 0; x < w; x++) {
+      const sx = Math.min(Math.max(x - margin, 0), width - 1);
+      const inside = y >= margin && y < margin + height && x >= margin && x < margin + width;
+      out[y * w + x] = (inside ? ink.data : paper)[sy * width + sx];
+    }
+  }
+  return new Gray(out, w, h);
+}
+
+/**
+ * Steps 6 to 10: the digit alone, paper 0, ink up to 255. When step 7 finds the ink is most of
+ * the picture (NoPaperError), steps 6-9 run again inside `framed(ink)`; if they find no digit
+ * either, the first refusal stands. Throws NoDigitError.
+ */
+export function readInk(ink, darkInk = false) {
+  try {
+    return refine(ink, normalise(ink, darkInk), darkInk);
+  } catch (refusal) {
+    if (!(refusal instanceof NoPaperError) || Math.trunc(MARGIN * Math.max(ink.width, ink.height)) === 0) throw refusal;
+    const wide = framed(ink);
+    try {
+      return refine(wide, normalise(wide, darkInk), darkInk);
+    } catch (error) {
+      if (!(error instanceof NoDigitError)) throw error;
+      throw refusal;
+    }
+  }
+}
+
+// --- steps 11 and 12: fit and centre ---------------------------------------------------------
 
 const roundHalfUp = (x) => Math.floor(x + 0.5);
 
@@ -555,7 +605,7 @@ function areaResize(crop, cropH, cropW, h, w) {
   return out;
 }
 
-/** Steps 10 and 11: crops the ink, fits it into BOX, centres it by mass in SIZE x SIZE. */
+/** Steps 11 and 12: crops the ink, fits it into BOX, centres it by mass in SIZE x SIZE. */
 export function fitAndCentre(values) {
   const { data, width, height } = values;
   let top = height, bottom = -1, left = width, right = -1;
@@ -594,16 +644,16 @@ export function fitAndCentre(values) {
 
 // --- the whole contract ----------------------------------------------------------------------
 
-/** Steps 5 to 11: a gray image to the model's input, uint8 [28 * 28], light digit on black. */
+/** Steps 5 to 12: a gray image to the model's input, uint8 [28 * 28], light digit on black. */
 export function preprocessGray(gray, polarity = "auto") {
   gray = sheetOf(gray);
   if (polarity === "auto") polarity = polarityOf(gray);
   const darkInk = polarity === "dark-on-light";
   const ink = darkInk ? new Gray(gray.data.map((v) => f32(255 - v)), gray.width, gray.height) : gray;
-  return fitAndCentre(refine(ink, normalise(ink, darkInk), darkInk));
+  return fitAndCentre(readInk(ink, darkInk));
 }
 
-/** Steps 2 (the reduction) to 11 for decoded RGBA bytes, such as a canvas's ImageData. */
+/** Steps 2 (the reduction) to 12 for decoded RGBA bytes, such as a canvas's ImageData. */
 export function preprocessRGBA(rgba, width, height, polarity = "auto") {
   const factor = Math.ceil(Math.max(width, height) / WORK_SIDE);
   const reduced = reduceRGBA(rgba, width, height, factor);
