@@ -524,9 +524,7 @@ def read_ink(ink: np.ndarray, dark_ink: bool = False) -> np.ndarray:
     try:
         return refine(ink, normalise(ink, dark_ink), dark_ink)
     except NoPaperError as refusal:
-        if int(MARGIN * max(ink.shape)) == 0:  # MARGIN = 0: no frame
-            raise
-        wide = framed(ink)
+        wide = framed(ink)  # MARGIN = 0 frames nothing: the same refusal again
         try:
             return refine(wide, normalise(wide, dark_ink), dark_ink)
         except NoDigitError:

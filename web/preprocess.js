@@ -553,8 +553,8 @@ export function readInk(ink, darkInk = false) {
   try {
     return refine(ink, normalise(ink, darkInk), darkInk);
   } catch (refusal) {
-    if (!(refusal instanceof NoPaperError) || Math.trunc(MARGIN * Math.max(ink.width, ink.height)) === 0) throw refusal;
-    const wide = framed(ink);
+    if (!(refusal instanceof NoPaperError)) throw refusal;
+    const wide = framed(ink); // MARGIN = 0 frames nothing: the same refusal again
     try {
       return refine(wide, normalise(wide, darkInk), darkInk);
     } catch (error) {
