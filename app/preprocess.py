@@ -63,9 +63,14 @@ contract" numbers the same steps, and the constants below are the only copy of t
     on step 5's image inside a frame floor(`MARGIN` x its longer side) wide of its own paper
     (step 6's first-pass background, each frame pixel the value at the nearest edge pixel); if
     they find no digit either, the first refusal stands.
-11. Fit: crop the bounding box of the non-zero pixels and area-resample it so its longer side
+11. Soft edges: when the strokes, measured as in step 9 and scaled by `BOX` / the longer side
+    of the non-zero pixels' bounding box, are wider than `THICK_STROKE` 28-px pixels, levels
+    up to `SPECK_LEVEL` are set to 0 and the rest stretched back to 0-255. Such a digit is
+    mostly soft edge (a blurred photo, a small bitmap scaled up); fitted whole it would reach
+    the model as one fat blob.
+12. Fit: crop the bounding box of the non-zero pixels and area-resample it so its longer side
     is `BOX` pixels, keeping the aspect (each output pixel averages the source area it covers).
-12. Centre: place it in a `SIZE` x `SIZE` black frame at ((SIZE - h) // 2, (SIZE - w) // 2),
+13. Centre: place it in a `SIZE` x `SIZE` black frame at ((SIZE - h) // 2, (SIZE - w) // 2),
     then shift it by floor(`CENTRE` - centre of mass + 0.5) along each axis, as MNIST did;
     round to uint8 (floor(x + 0.5)).
 """
@@ -111,6 +116,7 @@ LINE_WIDTH = 4  # ... and the slices this far away on either side are mostly pap
 LINE_SLOPES = 9  # line slopes tried: k/64 for |k| up to this (about 8 degrees)
 STROKE_WINDOWS = 5  # the second pass's opening is this many stroke widths wide
 MARGIN = 0.25  # paper added around a digit cut out to its own box, as a share of the longer side
+THICK_STROKE = 5.5  # strokes wider than this once fitted lose their soft edge (MNIST's: about 3.3)
 
 
 class NoDigitError(ValueError):
@@ -531,6 +537,26 @@ def read_ink(ink: np.ndarray, dark_ink: bool = False) -> np.ndarray:
             raise refusal from None
 
 
+def ink_box(values: np.ndarray) -> tuple[slice, slice]:
+    """The bounding box of the non-zero pixels, as row and column slices."""
+    rows, cols = np.flatnonzero(values.any(1)), np.flatnonzero(values.any(0))
+    return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+
+
+def sharpen(values: np.ndarray) -> np.ndarray:
+    """Step 11: a digit whose strokes are wider than `THICK_STROKE` once fitted loses its soft edge.
+
+    MNIST's strokes are 2-4 px wide in the 20-px box. Wider ones are mostly soft edge, from blur
+    or a small bitmap scaled up; levels up to `SPECK_LEVEL` are set to 0 and the rest stretched
+    back to 0-255. Step 8 kept at least `MIN_DIGIT_PIXELS` pixels above `SPECK_LEVEL`, so the
+    digit never vanishes.
+    """
+    rows, cols = ink_box(values)
+    if stroke_width(values) * BOX / max(rows.stop - rows.start, cols.stop - cols.start) <= THICK_STROKE:
+        return values
+    return np.clip((values - SPECK_LEVEL) * (255.0 / (255 - SPECK_LEVEL)), 0, 255)
+
+
 def area_resize(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """Resamples by area: each output pixel averages the source area it covers (pixels as squares)."""
     out = values
@@ -553,13 +579,12 @@ def round_half_up(values: np.ndarray) -> np.ndarray:
 
 
 def fit_and_centre(values: np.ndarray) -> np.ndarray:
-    """Steps 11 and 12: crops the ink, fits it into `BOX`, centres it by mass in `SIZE` x `SIZE`.
+    """Steps 12 and 13: crops the ink, fits it into `BOX`, centres it by mass in `SIZE` x `SIZE`.
 
     Returns:
         uint8 `[SIZE, SIZE]`, light digit on black.
     """
-    rows, cols = np.flatnonzero(values.any(1)), np.flatnonzero(values.any(0))
-    crop = values[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    crop = values[ink_box(values)]
     scale = BOX / max(crop.shape)
     h = max(1, int(round_half_up(crop.shape[0] * scale)))
     w = max(1, int(round_half_up(crop.shape[1] * scale)))
@@ -577,7 +602,7 @@ def fit_and_centre(values: np.ndarray) -> np.ndarray:
 
 
 def preprocess_gray(gray: np.ndarray, polarity: str = "auto") -> np.ndarray:
-    """Steps 5 to 12: gray levels (0..255, any size) to the model's uint8 `[28, 28]` input."""
+    """Steps 5 to 13: gray levels (0..255, any size) to the model's uint8 `[28, 28]` input."""
     gray = np.asarray(gray, np.float32)
     if gray.ndim != 2:
         raise ValueError(f"expected a 2-D gray image, got shape {gray.shape}")
@@ -586,11 +611,11 @@ def preprocess_gray(gray: np.ndarray, polarity: str = "auto") -> np.ndarray:
         polarity = polarity_of(gray)
     dark_ink = polarity == "dark-on-light"
     ink = 255.0 - gray if dark_ink else gray
-    return fit_and_centre(read_ink(ink, dark_ink))
+    return fit_and_centre(sharpen(read_ink(ink, dark_ink)))
 
 
 def preprocess_image(image: Image.Image, polarity: str = "auto") -> np.ndarray:
-    """Steps 2 to 12 for a decoded Pillow image."""
+    """Steps 2 to 13 for a decoded Pillow image."""
     return preprocess_gray(to_gray(reduce_to(plain_mode(image), WORK_SIDE)), polarity)
 
 

@@ -250,7 +250,38 @@ def test_step10_a_digit_cut_out_to_its_own_box_is_read_as_with_paper_around_it()
     assert type(refused.value) is pp.NoDigitError
 
 
-def test_step12_the_centre_of_mass_lands_on_14_14():
+def bar(height, width, core=255.0):
+    """A vertical bar `width` px wide in a 10-px margin, with a soft edge of 30 and 60 on both sides."""
+    values = np.zeros((height + 20, width + 24), np.float32)
+    values[10:-10, 12:-12] = core
+    values[10:-10, [10, -11]] = 30
+    values[10:-10, [11, -12]] = 60
+    return values
+
+
+def test_step11_a_thick_stroke_loses_its_soft_edge_a_thin_one_keeps_it():
+    # 20 x 8 above SPECK_LEVEL: width 2 x 160 / 52 outline pixels = 6.15 px, fitted at 20 / 20.
+    thick = bar(20, 8)
+    thick[12, 14] = 160  # one pixel part way
+    out = pp.sharpen(thick)
+    assert out[15, 10] == 0 and out[15, 11] == 0  # the soft edge is paper
+    assert out[15, 14] == pytest.approx(255, rel=1e-6)
+    assert out[12, 14] == pytest.approx((160 - 64) * 255 / 191, rel=1e-6)
+    assert out.dtype == np.float32 and out.shape == thick.shape
+    # 20 x 4: 2 x 80 / 44 = 3.64 px, as MNIST's; 80 x 8: 2 x 640 / 172 = 7.44 px, 1.86 once fitted.
+    for thin in (bar(20, 4), bar(80, 8)):
+        assert pp.sharpen(thin) is thin
+    # Through the whole contract: the thin bar as without step 11, the thick one narrower.
+    def without_step11(values):
+        return pp.fit_and_centre(pp.read_ink(values))
+
+    assert pp.preprocess_gray(bar(20, 4, 220)).tolist() == without_step11(bar(20, 4, 220)).tolist()
+    thick_out, thick_before = pp.preprocess_gray(bar(20, 8, 220)), without_step11(bar(20, 8, 220))
+    # Step 7 stretches 220 to 255, so 30 to 34.8 (cut) and 60 to 69.5 (kept, as 7.4): 8 + 2 columns.
+    assert [np.flatnonzero(out.any(0)).size for out in (thick_out, thick_before)] == [10, 12]
+
+
+def test_step13_the_centre_of_mass_lands_on_14_14():
     values = np.zeros((50, 30), np.float32)
     values[5:45, 3:9] = 255  # a bar hugging the left
     values[40:45, 3:27] = 255  # and a foot to the right: an L
@@ -283,7 +314,7 @@ def test_no_digit_is_refused(name, gray):
         pp.preprocess_gray(np.clip(gray, 0, 255))
 
 
-def test_step11_area_resize_keeps_the_mean_and_is_the_identity_at_the_same_size():
+def test_step12_area_resize_keeps_the_mean_and_is_the_identity_at_the_same_size():
     values = np.random.default_rng(1).uniform(0, 255, (30, 17))
     np.testing.assert_allclose(pp.area_resize(values, (30, 17)), values)
     small = pp.area_resize(values, (10, 6))
@@ -295,10 +326,16 @@ def test_a_real_mnist_digit_passes_through_unchanged():
     from app import data
 
     images, _ = data.in_memory(data.load_split("test[:50]"))
-    for image in images.numpy()[..., 0]:
+    bold = []
+    for i, image in enumerate(images.numpy()[..., 0]):
         out = pp.preprocess_gray(image)
+        values = pp.read_ink(image.astype(np.float32))
+        if pp.sharpen(values) is not values:  # step 11 trims a bold digit's soft edge
+            bold.append(i)
+            continue
         # Same place and size, the same strokes; the contrast stretch brightens faint digits.
         np.testing.assert_array_equal(np.argwhere(out).min(0), np.argwhere(image).min(0))
         np.testing.assert_array_equal(np.argwhere(out).max(0), np.argwhere(image).max(0))
         assert np.corrcoef(out.ravel(), image.ravel())[0, 1] > 0.98
         assert (out.astype(int) >= image.astype(int) - 1).mean() > 0.99
+    assert bold == [11, 47]  # strokes 5.84 and 6.30 px wide once fitted
