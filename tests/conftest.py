@@ -1,7 +1,10 @@
 """Shared test setup: offline MNIST from ../shared when present, quiet TensorFlow."""
 
+import fcntl
 import os
+import shutil
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -38,9 +41,38 @@ def last_line(text: str) -> str:
     return [line for line in text.splitlines() if line.strip()][-1]
 
 
+@contextmanager
+def built_once(tmp_path_factory, name: str):
+    """A folder that the first pytest-xdist worker to ask for builds and the others reuse.
+
+    Session fixtures run once per worker; this is pytest-xdist's documented way to run an
+    expensive one once per test run: a lock in the run's temporary folder, which every
+    worker shares. Without xdist the folder is the session's own.
+
+    Yields:
+        (folder, built): fill `folder` when `built` is False. A build that raises leaves no
+        mark, so the next worker builds again (and fails the same way).
+    """
+    if "PYTEST_XDIST_WORKER" not in os.environ:
+        yield tmp_path_factory.mktemp(name), False
+        return
+    root = tmp_path_factory.getbasetemp().parent  # pytest-N/, shared by popen-gw0, popen-gw1, ...
+    folder, done = root / name, root / f"{name}.done"
+    with open(root / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the kernel releases it if the builder dies
+        built = done.exists()
+        if not built:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+        yield folder, built
+        done.touch()
+
+
 @pytest.fixture(scope="session")
 def formats(tmp_path_factory):
     """The default model after 2 epochs on 20,000 train images (~98%), in every export format.
+
+    Built once per test run (`built_once`); the other workers load the saved Keras model.
 
     Returns:
         (keras model, folder with saved_model/, model_float32.tflite, model_int8.tflite,
@@ -48,20 +80,26 @@ def formats(tmp_path_factory):
     """
     import keras
 
-    from app import data
-    from app.config import ModelConfig, Recipe
-    from app.export import representative_images, write_files
-    from app.model import build_model
-    from app.train import compile_model, one_hot
+    with built_once(tmp_path_factory, "formats") as (root, built):
+        folder = root / "exported"
+        if built:
+            return keras.models.load_model(root / "model.keras"), folder
 
-    keras.utils.set_random_seed(0)
-    recipe = Recipe(epochs=2, batch_size=128)
-    train = data.train_pipeline(data.load_split("train[:20000]"), recipe.batch_size, seed=0).map(one_hot)
-    model = compile_model(build_model(), recipe, steps_per_epoch=-(-20_000 // recipe.batch_size))
-    model.fit(train, epochs=recipe.epochs, verbose=0)
-    folder = tmp_path_factory.mktemp("formats")
-    write_files(model, folder, ModelConfig().to_dict(), calibration=representative_images(200))
-    return model, folder
+        from app import data
+        from app.config import ModelConfig, Recipe
+        from app.export import representative_images, write_files
+        from app.model import build_model
+        from app.train import compile_model, one_hot
+
+        keras.utils.set_random_seed(0)
+        recipe = Recipe(epochs=2, batch_size=128)
+        train = data.train_pipeline(data.load_split("train[:20000]"), recipe.batch_size, seed=0).map(one_hot)
+        model = compile_model(build_model(), recipe, steps_per_epoch=-(-20_000 // recipe.batch_size))
+        model.fit(train, epochs=recipe.epochs, verbose=0)
+        folder.mkdir()
+        write_files(model, folder, ModelConfig().to_dict(), calibration=representative_images(200))
+        model.save(root / "model.keras")
+        return model, folder
 
 
 class Interrupt(Exception):

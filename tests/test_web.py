@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ROOT, built_once
 
 WEB = ROOT / "web"
 MODEL = ROOT / "exported" / "model_int8.tflite"
@@ -52,15 +52,38 @@ class QuietHandler(SimpleHTTPRequestHandler):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    """Runs the page once over every input; returns (request inputs, Python's answers, browser's)."""
+    """Runs the page once over every input; returns (request inputs, Python's answers, browser's).
+
+    Built once per test run (`built_once`): the other worker reads the same folder.
+    """
+    with built_once(tmp_path_factory, "web") as (tmp, built):
+        if not built:
+            run_page(tmp)
+        files = [tmp / name for name in json.loads((tmp / "files.json").read_text())]
+        # predict answers each file with a JSON line: a digit, or an error.
+        lines = (tmp / "predict.jsonl").read_text().splitlines()
+        answers = {Path(item["file"]).name: item for item in map(json.loads, lines)}
+        return {"mnist_images": np.load(tmp / "mnist.npy"), "files": files,
+                "predicted": {name: item for name, item in answers.items() if "error" not in item},
+                "refused": {name: item["error"] for name, item in answers.items() if "error" in item},
+                "seen": tmp / "seen", "screenshot": screenshot_path(tmp),
+                **json.loads((tmp / "result.json").read_text())}
+
+
+def screenshot_path(tmp: Path) -> Path:
+    return Path(os.environ.get("TINYMNIST_SCREENSHOT", tmp / "page.png")).resolve()
+
+
+def run_page(tmp: Path) -> None:
+    """Writes the inputs into `tmp`, classifies them with `predict` and with the page in Chromium."""
     from app import data, devset
 
     if not (WEB / "node_modules" / "@litertjs" / "core").is_dir():
         pytest.fail("web/node_modules is missing: run `make test` (it runs `npm ci` in web/)")
-    tmp = tmp_path_factory.mktemp("web")
 
     images, labels = data.in_memory(data.load_split(f"test[:{MNIST_IMAGES}]"))
     mnist = images.numpy()[..., 0]
+    np.save(tmp / "mnist.npy", mnist)
 
     folder = devset.write(tmp / "devset", "dev", limit=PHOTOS)
     files = [path for path, *_ in devset.read_labels(folder)]
@@ -70,6 +93,7 @@ def browser(tmp_path_factory):
         tight = np.kron(image[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], np.ones((4, 4), np.uint8))
         files.append(tmp / f"tight_{i:02d}.png")
         Image.fromarray(255 - tight if i % 2 else tight).save(files[-1])
+    (tmp / "files.json").write_text(json.dumps([str(p.relative_to(tmp)) for p in files]))
     blank = tmp / "blank.png"
     Image.new("L", (64, 64), 230).save(blank)
     not_image = tmp / "notes.png"
@@ -79,16 +103,14 @@ def browser(tmp_path_factory):
         [sys.executable, "-m", "app", "predict", "--json", "--model", MODEL, "--save-preprocessed", tmp / "seen",
          *files],
         cwd=ROOT, capture_output=True, text=True, timeout=300)
-    # predict answers each file with a JSON line: a digit, or an error (and then exits 3).
-    answers = {Path(item["file"]).name: item for item in map(json.loads, out.stdout.splitlines())}
-    refused = {name: item["error"] for name, item in answers.items() if "error" in item}
-    predicted = {name: item for name, item in answers.items() if "error" not in item}
-    assert out.returncode == (3 if refused else 0), out.stderr
+    (tmp / "predict.jsonl").write_text(out.stdout)
+    answers = [json.loads(line) for line in out.stdout.splitlines()]
+    refused = [item for item in answers if "error" in item]
+    assert out.returncode == (3 if refused else 0), out.stderr  # 3: some file was refused
     assert len(answers) == len(files) and len(refused) < len(files) // 10
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietHandler, directory=str(WEB)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    screenshot = Path(os.environ.get("TINYMNIST_SCREENSHOT", tmp / "page.png")).resolve()
     request = {
         "url": f"http://127.0.0.1:{server.server_address[1]}/",
         "mnist": mnist.reshape(len(mnist), -1).tolist(),
@@ -96,7 +118,7 @@ def browser(tmp_path_factory):
                    for p in [*files, blank, not_image]],
         "drawings": [[[list(map(float, point)) for point in stroke] for stroke in strokes]
                      for strokes in DRAWINGS.values()],
-        "screenshot": str(screenshot),
+        "screenshot": str(screenshot_path(tmp)),
     }
     (tmp / "request.json").write_text(json.dumps(request))
     try:
@@ -105,9 +127,6 @@ def browser(tmp_path_factory):
     finally:
         server.shutdown()
     assert run.returncode == 0, run.stderr[-2000:]
-    result = json.loads((tmp / "result.json").read_text())
-    return {"mnist_images": mnist, "files": files, "predicted": predicted, "refused": refused, "seen": tmp / "seen",
-            "screenshot": screenshot, **result}
 
 
 def test_browser_int8_output_bytes_equal_python_litert(browser):
