@@ -301,16 +301,33 @@ def keras_inference(model, image: np.ndarray, repeats: int, batch: int) -> dict:
 
 def predict_throughput(model: Path, devset: Path, count: int) -> list[dict]:
     """Images per second of `predict` (contract and int8 model) over `count` development photos,
-    the contract run in this process and then in `predict`'s default worker processes.
+    the contract run in one process and then in `predict`'s default worker processes.
 
-    The development set's `dev` part is written first if it is not there (`app.devset`).
+    The development set's `dev` part is written first if it is not there (`app.devset`). The
+    timing runs in a fresh process without TensorFlow, as `python -m app predict` does: its
+    workers start the way they do there (`app.predict.start_method`).
     """
+    import subprocess
+    import sys
+
     from app import devset as dev
-    from app.predict import PARALLEL_FROM, default_jobs, predict_files
 
     if not (devset / "dev" / "labels.csv").exists():
         dev.write(devset, "dev", limit=None if count >= 1000 else count)
-    photos = [path for path, _, kind, _ in dev.read_labels(devset / "dev") if kind == "photo"][:count]
+    code = "import json, sys; from app.bench import time_predict; print(json.dumps(time_predict(*sys.argv[1:])))"
+    done = subprocess.run([sys.executable, "-c", code, str(model), str(devset), str(count)],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
+    if done.returncode:
+        raise RuntimeError(f"timing predict failed: {(done.stderr.strip().splitlines() or ['no output'])[-1]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def time_predict(model: str, devset: str, count: str) -> list[dict]:
+    """`predict_throughput`'s measurement, in this process: one row per number of processes."""
+    from app import devset as dev
+    from app.predict import PARALLEL_FROM, default_jobs, predict_files
+
+    photos = [path for path, _, kind, _ in dev.read_labels(Path(devset) / "dev") if kind == "photo"][:int(count)]
     rows = []
     # Fewer photos than PARALLEL_FROM never start workers: one row then.
     for jobs in sorted({1, default_jobs() if len(photos) >= PARALLEL_FROM else 1}):

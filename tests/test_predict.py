@@ -116,6 +116,33 @@ def test_worker_processes_give_the_same_answers_in_the_same_order(cli, digits, m
     assert workers.stderr.strip() == f"error: {tmp_path / 'notes.png'}: not an image (UnidentifiedImageError)"
 
 
+def test_workers_fork_on_linux_unless_tensorflow_is_loaded(monkeypatch):
+    import sys
+    import types
+
+    from app.predict import start_method
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delitem(sys.modules, "tensorflow", raising=False)
+    assert start_method() == "fork"  # as in `python -m app predict`
+    monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+    assert start_method() == "spawn"
+    monkeypatch.delitem(sys.modules, "tensorflow")
+    monkeypatch.setattr(sys, "platform", "darwin")
+    assert start_method() == "spawn"
+
+
+def test_spawned_workers_give_the_answers_of_one_process(digits, model, monkeypatch):
+    from app import predict
+
+    _, files, _, _ = digits
+    paths = (list(files) * (predict.PARALLEL_FROM // len(files) + 1))[:predict.PARALLEL_FROM]
+    alone = list(predict.predict_files(paths, model, jobs=1))
+    monkeypatch.setattr(predict, "start_method", lambda: "spawn")
+    assert list(predict.predict_files(paths, model, jobs=2)) == alone
+    assert sum("digit" in result for result in alone) == predict.PARALLEL_FROM
+
+
 def test_predict_does_not_import_tensorflow(digits, model):
     import subprocess
     import sys
