@@ -17,11 +17,13 @@ contract" numbers the same steps, and the constants below are the only copy of t
    box less `SHEET_MARGIN` of the longer side on every side (the sheet's shaded edge). Then
    polarity: subtract the paper from the gray image. When the outermost ring of pixels is
    flat (its 90th and 10th percentiles at most `FLAT_BORDER` apart: a scan, a drawing,
-   MNIST), the paper is the ring's median; otherwise (a photo) it is the box mean
-   `POLARITY_WINDOW` of the longer side wide (odd; edges repeated), which follows shadows
-   and gradients. When the residual's `POLARITY_PERCENTILE`th percentile lies farther below
-   0 than its (100 - `POLARITY_PERCENTILE`)th lies above, the ink is dark and the image is
-   inverted (255 - gray), so from here on the ink is light on a dark background.
+   MNIST), the paper is the ring's median and only the pixels more than `FLAT_BORDER` off it
+   count (when there are any: a thin digit on a large canvas is a tiny share); otherwise (a
+   photo) it is the box mean `POLARITY_WINDOW` of the longer side wide (odd; edges
+   repeated), which follows shadows and gradients. When the residual's
+   `POLARITY_PERCENTILE`th percentile lies farther below 0 than its
+   (100 - `POLARITY_PERCENTILE`)th lies above, the ink is dark and the image is inverted
+   (255 - gray), so from here on the ink is light on a dark background.
 6. Background: a grey opening (a min filter, then a max filter, both `BG_FRACTION` of the
    longer side wide, edges repeated) is the paper alone: strokes are narrower than the
    window, while tint, gradients and the edges of shadows are kept where they are. It is
@@ -63,11 +65,13 @@ contract" numbers the same steps, and the constants below are the only copy of t
     on step 5's image inside a frame floor(`MARGIN` x its longer side) wide of its own paper
     (step 6's first-pass background, each frame pixel the value at the nearest edge pixel); if
     they find no digit either, the first refusal stands.
-11. Soft edges: when the strokes, measured as in step 9 and scaled by `BOX` / the longer side
-    of the non-zero pixels' bounding box, are wider than `THICK_STROKE` 28-px pixels, levels
-    up to `SPECK_LEVEL` are set to 0 and the rest stretched back to 0-255. Such a digit is
-    mostly soft edge (a blurred photo, a small bitmap scaled up); fitted whole it would reach
-    the model as one fat blob.
+11. Stroke width: w = step 9's width of the strokes times `BOX` / the longer side of the
+    non-zero pixels' bounding box (their width once fitted). When w > `THICK_STROKE`, levels
+    up to `SPECK_LEVEL` are set to 0 and the rest stretched back to 0-255: such a digit is
+    mostly soft edge (a blurred photo, a small bitmap scaled up) and would reach the model
+    as one fat blob. When w < `THIN_STROKE` (a fine pen on a large canvas), a max filter
+    max(3, floor((2 `THIN_STROKE` - w) x the longer side / `BOX`) | 1) wide (edges repeated)
+    widens the strokes, which the fit would otherwise thin to a faint trace.
 12. Fit: crop the bounding box of the non-zero pixels and area-resample it so its longer side
     is `BOX` pixels, keeping the aspect (each output pixel averages the source area it covers).
 13. Centre: place it in a `SIZE` x `SIZE` black frame at ((SIZE - h) // 2, (SIZE - w) // 2),
@@ -117,6 +121,7 @@ LINE_SLOPES = 9  # line slopes tried: k/64 for |k| up to this (about 8 degrees)
 STROKE_WINDOWS = 5  # the second pass's opening is this many stroke widths wide
 MARGIN = 0.25  # paper added around a digit cut out to its own box, as a share of the longer side
 THICK_STROKE = 5.5  # strokes wider than this once fitted lose their soft edge (MNIST's: about 3.3)
+THIN_STROKE = 1.5  # strokes thinner than this once fitted are widened to twice this (MNIST's: at least 2)
 
 
 class NoDigitError(ValueError):
@@ -252,15 +257,21 @@ def sheet_of(gray: np.ndarray) -> np.ndarray:
 def polarity_of(gray: np.ndarray) -> str:
     """Step 5: "dark-on-light" when the ink is darker than the paper, else "light-on-dark".
 
-    The paper is subtracted: a flat border's median (scans, drawings, MNIST), or else (a
-    photo) a broad local mean, which follows shadows and gradients. The ink is then the
-    tail that reaches farther from 0: below it (dark ink) or above it.
+    The paper is subtracted: a flat border's median (scans, drawings, MNIST; then only the
+    pixels more than `FLAT_BORDER` off it count), or else (a photo) a broad local mean, which
+    follows shadows and gradients. The ink is then the tail that reaches farther from 0:
+    below it (dark ink) or above it.
     """
     from scipy.ndimage import uniform_filter
 
     ring = np.sort(border(gray))
     if percentile_of_sorted(ring, 90) - percentile_of_sorted(ring, 10) <= FLAT_BORDER:
         residual = gray - float(median_of_sorted(ring))
+        # The pixels off the paper: a thin digit on a large canvas can be fewer than
+        # POLARITY_PERCENTILE of all pixels, which would leave both tails on the paper.
+        off = residual[np.abs(residual) > FLAT_BORDER]
+        if off.size:
+            residual = off
     else:
         window = max(3, int(POLARITY_WINDOW * max(gray.shape)) | 1)
         residual = gray - uniform_filter(gray, size=window, mode="nearest")
@@ -543,18 +554,27 @@ def ink_box(values: np.ndarray) -> tuple[slice, slice]:
     return slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
 
 
-def sharpen(values: np.ndarray) -> np.ndarray:
-    """Step 11: a digit whose strokes are wider than `THICK_STROKE` once fitted loses its soft edge.
+def even_strokes(values: np.ndarray) -> np.ndarray:
+    """Step 11: strokes far wider or thinner than MNIST's, once fitted, are brought towards its width.
 
-    MNIST's strokes are 2-4 px wide in the 20-px box. Wider ones are mostly soft edge, from blur
-    or a small bitmap scaled up; levels up to `SPECK_LEVEL` are set to 0 and the rest stretched
-    back to 0-255. Step 8 kept at least `MIN_DIGIT_PIXELS` pixels above `SPECK_LEVEL`, so the
-    digit never vanishes.
+    MNIST's strokes are 2-4 px wide in the 20-px box. Wider ones (over `THICK_STROKE`) are
+    mostly soft edge, from blur or a small bitmap scaled up: levels up to `SPECK_LEVEL` are
+    set to 0 and the rest stretched back to 0-255 (step 8 kept at least `MIN_DIGIT_PIXELS`
+    pixels above `SPECK_LEVEL`, so the digit never vanishes). Thinner ones (under
+    `THIN_STROKE`: a fine pen on a large canvas) would fade to a faint trace in the fit: a
+    grey dilation (max filter, edges repeated) widens them to about 2 x `THIN_STROKE`.
     """
     rows, cols = ink_box(values)
-    if stroke_width(values) * BOX / max(rows.stop - rows.start, cols.stop - cols.start) <= THICK_STROKE:
-        return values
-    return np.clip((values - SPECK_LEVEL) * (255.0 / (255 - SPECK_LEVEL)), 0, 255)
+    longer = max(rows.stop - rows.start, cols.stop - cols.start)
+    width = stroke_width(values) * BOX / longer  # in pixels of the 28 x 28 input
+    if width > THICK_STROKE:
+        return np.clip((values - SPECK_LEVEL) * (255.0 / (255 - SPECK_LEVEL)), 0, 255)
+    if width < THIN_STROKE:
+        from scipy.ndimage import maximum_filter
+
+        window = max(3, int((2 * THIN_STROKE - width) * longer / BOX) | 1)
+        return maximum_filter(values, size=window, mode="nearest")
+    return values
 
 
 def area_resize(values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -611,7 +631,7 @@ def preprocess_gray(gray: np.ndarray, polarity: str = "auto") -> np.ndarray:
         polarity = polarity_of(gray)
     dark_ink = polarity == "dark-on-light"
     ink = 255.0 - gray if dark_ink else gray
-    return fit_and_centre(sharpen(read_ink(ink, dark_ink)))
+    return fit_and_centre(even_strokes(read_ink(ink, dark_ink)))
 
 
 def preprocess_image(image: Image.Image, polarity: str = "auto") -> np.ndarray:

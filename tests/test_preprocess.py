@@ -56,6 +56,18 @@ def test_step5_polarity_is_detected_from_the_border():
     assert pp.polarity_of(gray * 0.45) == "dark-on-light"
 
 
+def test_step5_a_thin_digit_on_a_large_clean_canvas_is_dark_ink():
+    gray = np.full((256, 256), 255.0, np.float32)  # a drawing app's white canvas
+    gray[60, 80:180] = 0  # a "7" one pixel wide: 100 + 120 pixels, 0.34% of the picture
+    gray[61:181, 179] = 0
+    # Fewer ink pixels than POLARITY_PERCENTILE (0.5%) of all: both tails of all pixels are
+    # the paper. Among the pixels off the paper the ink is all there is.
+    residual = np.sort(gray - 255, axis=None)
+    assert pp.percentile_of_sorted(residual, 0.5) == pp.percentile_of_sorted(residual, 99.5) == 0
+    assert pp.polarity_of(gray) == "dark-on-light"
+    assert pp.polarity_of(255 - gray) == "light-on-dark"
+
+
 def test_step5_a_sheet_on_a_darker_desk_is_cropped_to_the_sheet():
     gray = np.full((100, 140), 60.0, np.float32)  # the desk
     gray[10:90, 20:120] = 220  # the sheet, 80 x 100
@@ -259,18 +271,18 @@ def bar(height, width, core=255.0):
     return values
 
 
-def test_step11_a_thick_stroke_loses_its_soft_edge_a_thin_one_keeps_it():
+def test_step11_a_thick_stroke_loses_its_soft_edge_an_mnist_wide_one_keeps_it():
     # 20 x 8 above SPECK_LEVEL: width 2 x 160 / 52 outline pixels = 6.15 px, fitted at 20 / 20.
     thick = bar(20, 8)
     thick[12, 14] = 160  # one pixel part way
-    out = pp.sharpen(thick)
+    out = pp.even_strokes(thick)
     assert out[15, 10] == 0 and out[15, 11] == 0  # the soft edge is paper
     assert out[15, 14] == pytest.approx(255, rel=1e-6)
     assert out[12, 14] == pytest.approx((160 - 64) * 255 / 191, rel=1e-6)
     assert out.dtype == np.float32 and out.shape == thick.shape
     # 20 x 4: 2 x 80 / 44 = 3.64 px, as MNIST's; 80 x 8: 2 x 640 / 172 = 7.44 px, 1.86 once fitted.
-    for thin in (bar(20, 4), bar(80, 8)):
-        assert pp.sharpen(thin) is thin
+    for usual in (bar(20, 4), bar(80, 8)):
+        assert pp.even_strokes(usual) is usual
     # Through the whole contract: the thin bar as without step 11, the thick one narrower.
     def without_step11(values):
         return pp.fit_and_centre(pp.read_ink(values))
@@ -279,6 +291,17 @@ def test_step11_a_thick_stroke_loses_its_soft_edge_a_thin_one_keeps_it():
     thick_out, thick_before = pp.preprocess_gray(bar(20, 8, 220)), without_step11(bar(20, 8, 220))
     # Step 7 stretches 220 to 255, so 30 to 34.8 (cut) and 60 to 69.5 (kept, as 7.4): 8 + 2 columns.
     assert [np.flatnonzero(out.any(0)).size for out in (thick_out, thick_before)] == [10, 12]
+
+
+def test_step11_a_thin_stroke_is_widened():
+    thin = np.zeros((140, 60), np.float32)
+    thin[10:130, [15, 45]] = 255  # a "11" drawn 1 px wide, 120 long: width 2 px, 0.33 once fitted
+    out = pp.even_strokes(thin)
+    # The window: floor((2 x 1.5 - 0.33) x 120 / 20) | 1 = 16 | 1 = 17, so 8 pixels more on each side.
+    assert (out[70] > 0).sum() == 2 * 17 and (out[:, 15] > 0).sum() == 120 + 16
+    assert out.dtype == np.float32 and out.max() == 255
+    # Fitted as it is (31 columns into 5) each line fades to 255 / 6.2 = 41; widened, it keeps 255.
+    assert pp.fit_and_centre(thin).max() == 41 and pp.fit_and_centre(out).max() == 255
 
 
 def test_step13_the_centre_of_mass_lands_on_14_14():
@@ -330,7 +353,7 @@ def test_a_real_mnist_digit_passes_through_unchanged():
     for i, image in enumerate(images.numpy()[..., 0]):
         out = pp.preprocess_gray(image)
         values = pp.read_ink(image.astype(np.float32))
-        if pp.sharpen(values) is not values:  # step 11 trims a bold digit's soft edge
+        if pp.even_strokes(values) is not values:  # step 11 trims a bold digit's soft edge
             bold.append(i)
             continue
         # Same place and size, the same strokes; the contrast stretch brightens faint digits.

@@ -40,6 +40,7 @@ export const LINE_SLOPES = 9; // line slopes tried: k/64 for |k| up to this (abo
 export const STROKE_WINDOWS = 5; // the second pass's opening is this many stroke widths wide
 export const MARGIN = 0.25; // paper added around a digit cut out to its own box, share of the longer side
 export const THICK_STROKE = 5.5; // strokes wider than this once fitted lose their soft edge (MNIST's: about 3.3)
+export const THIN_STROKE = 1.5; // strokes thinner than this once fitted are widened to twice this (MNIST's: at least 2)
 
 const f32 = Math.fround;
 
@@ -303,10 +304,14 @@ export function sheetOf(gray) {
 /** Step 5: "dark-on-light" when the ink is darker than the paper, else "light-on-dark". */
 export function polarityOf(gray) {
   const ring = sorted(border(gray));
-  const residual = new Float32Array(gray.data.length);
+  let residual = new Float32Array(gray.data.length);
   if (percentileSorted(ring, 90) - percentileSorted(ring, 10) <= FLAT_BORDER) {
     const paper = f32(median(ring));
     for (let i = 0; i < residual.length; i++) residual[i] = f32(gray.data[i] - paper);
+    // The pixels off the paper: a thin digit on a large canvas can be fewer than
+    // POLARITY_PERCENTILE of all pixels, which would leave both tails on the paper.
+    const off = residual.filter((v) => Math.abs(v) > FLAT_BORDER);
+    if (off.length) residual = off;
   } else {
     const mean = alongAxes(gray, uniform1d(oddWindow(POLARITY_WINDOW, gray))).data;
     for (let i = 0; i < residual.length; i++) residual[i] = f32(gray.data[i] - mean[i]);
@@ -565,7 +570,7 @@ export function readInk(ink, darkInk = false) {
   }
 }
 
-// --- step 11: soft edges of thick strokes ---------------------------------------------------
+// --- step 11: stroke width ---------------------------------------------------------------
 
 /** The bounding box of the non-zero pixels (rows top..bottom, columns left..right, inclusive). */
 function inkBox({ data, width, height }) {
@@ -581,15 +586,25 @@ function inkBox({ data, width, height }) {
   return { top, bottom, left, right };
 }
 
-/** Step 11: a digit whose strokes are wider than THICK_STROKE once fitted loses its soft edge. */
-export function sharpen(values) {
+/**
+ * Step 11: strokes far wider (THICK_STROKE) or thinner (THIN_STROKE) than MNIST's once fitted
+ * are brought towards its width: a thick digit loses its soft edge, a thin one is dilated.
+ */
+export function evenStrokes(values) {
   const { data, width, height } = values;
   const { top, bottom, left, right } = inkBox(values);
   const longer = Math.max(bottom - top, right - left) + 1;
-  if ((strokeWidth(values) * BOX) / longer <= THICK_STROKE) return values;
-  // Step 8 kept pixels above SPECK_LEVEL, so the digit never vanishes.
-  const gain = f32(255 / (255 - SPECK_LEVEL));
-  return new Gray(data.map((v) => Math.min(Math.max(f32(f32(v - SPECK_LEVEL) * gain), 0), 255)), width, height);
+  const fitted = (strokeWidth(values) * BOX) / longer;
+  if (fitted > THICK_STROKE) {
+    // Step 8 kept pixels above SPECK_LEVEL, so the digit never vanishes.
+    const gain = f32(255 / (255 - SPECK_LEVEL));
+    return new Gray(data.map((v) => Math.min(Math.max(f32(f32(v - SPECK_LEVEL) * gain), 0), 255)), width, height);
+  }
+  if (fitted < THIN_STROKE) {
+    const size = Math.max(3, Math.trunc(((2 * THIN_STROKE - fitted) * longer) / BOX) | 1);
+    return alongAxes(values, extreme1d(size, (a, b) => a >= b));
+  }
+  return values;
 }
 
 // --- steps 12 and 13: fit and centre ---------------------------------------------------------
@@ -670,7 +685,7 @@ export function preprocessGray(gray, polarity = "auto") {
   if (polarity === "auto") polarity = polarityOf(gray);
   const darkInk = polarity === "dark-on-light";
   const ink = darkInk ? new Gray(gray.data.map((v) => f32(255 - v)), gray.width, gray.height) : gray;
-  return fitAndCentre(sharpen(readInk(ink, darkInk)));
+  return fitAndCentre(evenStrokes(readInk(ink, darkInk)));
 }
 
 /** Steps 2 (the reduction) to 13 for decoded RGBA bytes, such as a canvas's ImageData. */
