@@ -1,6 +1,6 @@
 """A development set of real-world digit images, made from a seed (never committed).
 
-Five kinds in six parts with their own sources and seeds:
+Six kinds in seven parts with their own sources and seeds:
 - `photo`: MNIST test digits re-rendered as photographs: a random scale and place on a
   larger canvas, tinted paper with a gradient and a soft shadow, thicker or thinner strokes,
   a small rotation, blur, sensor noise and JPEG compression; a quarter are light chalk on a
@@ -13,6 +13,8 @@ Five kinds in six parts with their own sources and seeds:
   (the `desk` part only).
 - `tight`: MNIST test digits cut out to their own box, with no margin, upscaled 2-6x, half
   dark on white (the `tight` part only), as an app that crops a digit out of a form sends them.
+- `far`: photos as above, in ink, of a digit 5-30% as tall as a 480-1,200 px picture, as a
+  photo taken from farther away shows it (the `far` part only).
 
 `dev/` is for tuning the preprocessing constants and the training recipe; `heldout/` and
 `final/` are only for reporting. The photo digits come from the MNIST test split (the model
@@ -21,7 +23,7 @@ never trained on them): test images 0-1999 for `dev`, 5000-6999 for `heldout`, 7
 second half again with its own seed: new pictures of digits `heldout` also holds. `lined/`
 (test images 9000-9999, no pen digits) measures the contract's ruled-line step, `desk/`
 (test images 2000-2999, no pen digits) its sheet step, `tight/` (test images 3000-3999, no
-pen digits) its margin step.
+pen digits) its margin step, `far/` (test images 4000-4999, no pen digits) small digits.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ PARTS = {
     "lined": (3, slice(9000, 10000), None),
     "desk": (4, slice(2000, 3000), None),
     "tight": (5, slice(3000, 4000), None),
+    "far": (6, slice(4000, 5000), None),
 }
 
 
@@ -85,7 +88,7 @@ def ruling(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False,
-          desk: bool = False) -> tuple[Image.Image, str]:
+          desk: bool = False, far: bool = False) -> tuple[Image.Image, str]:
     """An MNIST digit (uint8 28x28, light on dark) photographed on paper.
 
     Args:
@@ -93,16 +96,18 @@ def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False,
         rng: the part's random generator.
         lined: on ruled or squared paper, in ink.
         desk: a sheet covering 55-90% of the picture's height and width on a darker desk, in ink.
+        far: a digit 5-30% of the shorter side on a 480-1,200 px picture, in ink.
 
     Returns:
         The RGB image and its polarity ("dark-on-light" for ink, "light-on-dark" for chalk).
     """
-    height, width = int(rng.integers(96, 320)), int(rng.integers(96, 320))
+    low, high = (480, 1200) if far else (96, 320)
+    height, width = int(rng.integers(low, high)), int(rng.integers(low, high))
     box = (0, 0, height, width)  # the sheet: top, left, height, width
     if desk:
         box_h, box_w = int(height * rng.uniform(0.55, 0.9)), int(width * rng.uniform(0.55, 0.9))
         box = (int(rng.integers(0, height - box_h + 1)), int(rng.integers(0, width - box_w + 1)), box_h, box_w)
-    side = int(rng.uniform(0.35, 0.8) * min(box[2], box[3]))
+    side = int(rng.uniform(*((0.05, 0.3) if far else (0.35, 0.8))) * min(box[2], box[3]))
     ink = Image.fromarray(digit).resize((side, side), Image.BICUBIC)
     # Thinner or thicker strokes, by a filter about a tenth of MNIST's stroke width.
     stroke = rng.choice(["thin", "plain", "plain", "thick"])
@@ -116,7 +121,7 @@ def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False,
     h, w = min(ink.height, box[2]), min(ink.width, box[3])
     top, left = box[0] + int(rng.integers(0, box[2] - h + 1)), box[1] + int(rng.integers(0, box[3] - w + 1))
     alpha[top : top + h, left : left + w] = np.asarray(ink, np.float32)[:h, :w] / 255.0
-    dark = rng.random() < 0.25 and not (lined or desk)
+    dark = rng.random() < 0.25 and not (lined or desk or far)
     sheet, shade = paper(height, width, rng, dark)
     if lined:  # blue or grey lines, fainter than the ink
         lines = float(sheet.mean()) * rng.uniform(0.55, 0.85) * np.array([1, 1, rng.uniform(1, 1.4)])
@@ -162,11 +167,11 @@ def pen(digit: np.ndarray, rng: np.random.Generator, dark_on_light: bool) -> Ima
 
 
 def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -> Path:
-    """Writes one part of the set (`dev`, `heldout`, `final`, `lined`, `desk`, `tight`) and `labels.csv`.
+    """Writes one part of the set (`dev`, `heldout`, `final`, `lined`, `desk`, `tight`, `far`) and its `labels.csv`.
 
     Args:
         out: the set's folder (`out/part/` is written).
-        part: "dev", "heldout", "final", "lined", "desk" or "tight".
+        part: "dev", "heldout", "final", "lined", "desk", "tight" or "far".
         seed: the base seed; each part adds its own offset.
         limit: at most this many images of each kind (a smoke test); None for all.
 
@@ -192,9 +197,9 @@ def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -
             picture.save(folder / name)
         else:
             name = f"photo_{i:04d}.jpg"
-            picture, polarity = photo(image, rng, lined=part == "lined", desk=part == "desk")
+            picture, polarity = photo(image, rng, lined=part == "lined", desk=part == "desk", far=part == "far")
             picture.save(folder / name, quality=int(rng.integers(35, 95)))
-        rows.append((name, int(label), part if part in ("lined", "desk", "tight") else "photo", polarity))
+        rows.append((name, int(label), part if part in ("lined", "desk", "tight", "far") else "photo", polarity))
     pens = load_digits()
     half = len(pens.target) // 2
     chosen = range(0) if pen_half is None else range(half) if pen_half == 0 else range(half, len(pens.target))

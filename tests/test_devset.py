@@ -57,6 +57,14 @@ def test_tight_part_is_digits_cut_out_to_their_own_box(tmp_path):
         assert all(side.max() > 0 for side in (ink[0], ink[-1], ink[:, 0], ink[:, -1]))  # ink on every edge
 
 
+def test_far_part_is_small_digits_in_large_photos(tmp_path):
+    rows = devset.read_labels(devset.write(tmp_path, "far", seed=3, limit=4))
+    assert [(kind, polarity) for _, _, kind, polarity in rows] == [("far", "dark-on-light")] * 4  # no pens
+    for path, *_ in rows:
+        with Image.open(path) as picture:
+            assert 480 <= min(picture.size) and max(picture.size) < 1200  # 2-5x the other photos
+
+
 def test_both_polarities_are_there():
     rng = np.random.default_rng(0)
     digit = np.zeros((8, 8))
