@@ -314,7 +314,8 @@ def predict_throughput(model: Path, devset: Path, count: int) -> list[dict]:
 
     if not (devset / "dev" / "labels.csv").exists():
         dev.write(devset, "dev", limit=None if count >= 1000 else count)
-    code = "import json, sys; from app.bench import time_predict; print(json.dumps(time_predict(*sys.argv[1:])))"
+    code = ("import json, sys; from app.bench import time_predict; "
+            "print(json.dumps(time_predict(sys.argv[1], sys.argv[2], int(sys.argv[3]))))")
     done = subprocess.run([sys.executable, "-c", code, str(model), str(devset), str(count)],
                           cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True)
     if done.returncode:
@@ -322,12 +323,12 @@ def predict_throughput(model: Path, devset: Path, count: int) -> list[dict]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def time_predict(model: str, devset: str, count: str) -> list[dict]:
+def time_predict(model: str, devset: str, count: int) -> list[dict]:
     """`predict_throughput`'s measurement, in this process: one row per number of processes."""
     from app import devset as dev
     from app.predict import PARALLEL_FROM, default_jobs, predict_files
 
-    photos = [path for path, _, kind, _ in dev.read_labels(Path(devset) / "dev") if kind == "photo"][:int(count)]
+    photos = [path for path, _, kind, _ in dev.read_labels(Path(devset) / "dev") if kind == "photo"][:count]
     rows = []
     # Fewer photos than PARALLEL_FROM never start workers: one row then.
     for jobs in sorted({1, default_jobs() if len(photos) >= PARALLEL_FROM else 1}):

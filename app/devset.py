@@ -199,7 +199,7 @@ def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -
             name = f"photo_{i:04d}.jpg"
             picture, polarity = photo(image, rng, lined=part == "lined", desk=part == "desk", far=part == "far")
             picture.save(folder / name, quality=int(rng.integers(35, 95)))
-        rows.append((name, int(label), part if part in ("lined", "desk", "tight", "far") else "photo", polarity))
+        rows.append((name, int(label), "photo" if part in ("dev", "heldout", "final") else part, polarity))
     pens = load_digits()
     half = len(pens.target) // 2
     chosen = range(0) if pen_half is None else range(half) if pen_half == 0 else range(half, len(pens.target))
