@@ -125,14 +125,19 @@ def test_step7_contrast_maps_the_paper_to_0_and_the_ink_to_255():
     assert out[:10].max() == 0  # noise far from the stroke is gone
 
 
-@pytest.mark.parametrize("size", [1, 2, 7, 1000])
-def test_step7_levels_from_one_sort_are_numpys_bit_for_bit(size):
+@pytest.mark.parametrize("size", [1, 2, 7, 1000, 1001])
+def test_step7_levels_from_one_partition_are_numpys_bit_for_bit(size):
     values = np.random.default_rng(size).gamma(0.5, 40, size).astype(np.float32)
-    ordered = np.sort(values)
-    assert pp.median_of_sorted(ordered) == np.median(values)
-    for percent in (0, 0.5, 10, 50, 80, 90, 99.5, 100):
-        level = pp.percentile_of_sorted(ordered, percent)
-        assert level == np.percentile(values, percent) and level.dtype == np.float32
+    percents = (0, 0.5, 10, 50, 80, 90, 99.5, 100)
+    assert pp.median(values) == np.median(values)
+    for ordered in (np.sort(values), pp.sorted_at(values, percents)):
+        assert pp.median_of_sorted(ordered) == np.median(values)
+        for percent in percents:
+            level = pp.percentile_of_sorted(ordered, percent)
+            assert level == np.percentile(values, percent) and level.dtype == np.float32
+    # Partitioned at the 99.5th percentile's ranks alone, the rest of the order is not sorted.
+    if size == 1000:
+        assert not np.array_equal(pp.sorted_at(values, [99.5]), np.sort(values))
 
 
 def test_step8_specks_keep_a_halo_of_3_pixels_around_the_digit():
