@@ -31,7 +31,11 @@ contract" numbers the same steps, and the constants below are the only copy of t
    opening, at least `MIN_LIGHT`) and scaled by 255, so ink in a shadow keeps its contrast.
 7. Contrast: the median and the MAD of all pixels are the paper's (the ink is a minority);
    the noise floor is the median plus `NOISE_MADS` scaled MADs (1.4826 MAD). The peak is
-   the `PEAK_PERCENTILE`th percentile of all pixels; the strokes are the pixels above the
+   the `PEAK_PERCENTILE`th percentile of all pixels; when it is less than `MIN_CONTRAST`
+   above the floor (ink under that share of the picture: a small digit), the
+   `SPARSE_PERCENTILE`th percentile is the peak instead if it is at least `MIN_CONTRAST`
+   and `SPARSE_SPREADS` scaled MADs above the floor (noise alone never reaches so far). The
+   strokes are the pixels above the
    midpoint of floor and peak, and the ink level is their `INK_PERCENTILE`th percentile.
    Levels are stretched linearly so the floor maps to 0 and the ink level to 255 (clipped).
    A peak at or below the floor goes to step 10; a peak or an ink level less than
@@ -109,6 +113,8 @@ NOISE_MADS = 2.0  # the noise floor: the paper's median plus this many scaled MA
 PEAK_PERCENTILE = 99.5  # the brightest pixels' level, for telling strokes from paper
 INK_PERCENTILE = 80  # the ink level: this percentile of the strokes
 MIN_CONTRAST = 12  # a peak or ink level less than this above the floor is no digit
+SPARSE_PERCENTILE = 99.9  # the peak of sparse ink, when PEAK_PERCENTILE's is paper
+SPARSE_SPREADS = 8.0  # ... when this many of the noise's spreads (1.4826 MAD) above the floor
 SPECK_LEVEL = 64  # pixels above this (after the stretch) form the components
 SPECK_FRACTION = 0.1  # components smaller than this share of the largest are specks
 HALO = 3  # pixels kept around the kept components (the strokes' soft edges)
@@ -366,9 +372,16 @@ def normalise(ink: np.ndarray, dark_ink: bool = False, window: int | None = None
     # The ink covers a minority of the pixels, so their median and MAD are the paper's noise.
     ordered = sorted_at(values, [50, PEAK_PERCENTILE])  # one partition serves both levels
     middle = float(median_of_sorted(ordered))
-    floor = middle + NOISE_MADS * 1.4826 * float(median(np.abs(ordered - middle)))
+    mad = float(median(np.abs(ordered - middle)))
+    floor = middle + NOISE_MADS * 1.4826 * mad
     # The strokes: pixels over halfway from the floor to the brightest (PEAK_PERCENTILE) ones.
     peak = float(percentile_of_sorted(ordered, PEAK_PERCENTILE))
+    if peak - floor < MIN_CONTRAST:
+        # Under PEAK_PERCENTILE's share of ink (a small digit in a large picture): the peak is
+        # paper. Rarer pixels far above the paper's noise, which noise alone never reaches, are ink.
+        sparse = float(percentile_of_sorted(sorted_at(values, [SPARSE_PERCENTILE]), SPARSE_PERCENTILE))
+        if sparse - floor >= max(MIN_CONTRAST, SPARSE_SPREADS * 1.4826 * mad):
+            peak = sparse
     if peak <= floor:  # the median and MAD are the ink's, not the paper's: step 10 adds paper
         raise NoPaperError("no digit found (blank or uniform image)")
     strokes = ordered[ordered > (floor + peak) / 2]

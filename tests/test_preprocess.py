@@ -116,6 +116,20 @@ def test_step6_background_follows_a_gradient_and_leaves_the_stroke():
     assert (image - paper)[50, 50] > 95 and np.abs(image - paper)[5:15, 5:95].max() < 45
 
 
+def test_step7_a_small_digit_in_a_large_picture_is_found_and_noise_alone_is_not():
+    rng = np.random.default_rng(0)
+    ink = rng.normal(40, 4, (400, 400)).astype(np.float32)  # noisy dark paper
+    ink[200:260, 198:202] = 140  # a stroke of 240 pixels: 0.15% of the picture
+    ordered = np.sort(ink, axis=None)
+    assert ordered[int(0.995 * ordered.size)] < 60  # PEAK_PERCENTILE lands on the paper
+    out = pp.normalise(ink)
+    assert out[200:260, 198:202].min() > 250 and out[150:190].max() == 0
+    ys, xs = np.nonzero(out)  # the stroke, and what its halo keeps of the paper's noise
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (200, 259, 195, 203)
+    with pytest.raises(pp.NoDigitError, match="^no digit found"):
+        pp.normalise(rng.normal(40, 4, (400, 400)).astype(np.float32))
+
+
 def test_step7_contrast_maps_the_paper_to_0_and_the_ink_to_255():
     rng = np.random.default_rng(0)
     ink = rng.normal(40, 4, (80, 80)).astype(np.float32)  # noisy dark paper

@@ -95,7 +95,7 @@ def run_page(tmp: Path) -> None:
         files.append(tmp / f"tight_{i:02d}.png")
         Image.fromarray(255 - tight if i % 2 else tight).save(files[-1])
     # A "7" drawn with a fine pen on a large white canvas: widened by step 11; and one so fine
-    # (2 px on 1,024) that under 0.5% of the pixels are ink: refused by both, not misread.
+    # (2 px on 1,024) that under 0.5% of the pixels are ink: step 7's sparse peak finds it.
     for name, side, pen in (("thin_7.png", 800, 3), ("hairline_7.png", 1024, 2)):
         canvas = Image.new("L", (side, side), 255)
         corners = [(0.3 * side, 0.25 * side), (0.7 * side, 0.25 * side), (0.45 * side, 0.8 * side)]
@@ -174,9 +174,9 @@ def test_contract_in_javascript_agrees_with_predict(browser):
     assert len(photos) >= PHOTOS
     tight = [p.name for p in browser["files"] if p.name.startswith("tight_")]
     assert len(tight) == TIGHT and not set(tight) & set(browser["refused"])
-    assert browser["predicted"]["thin_7.png"]["digit"] == answers["thin_7.png"]["digit"] == 7
-    assert browser["refused"]["hairline_7.png"] == answers["hairline_7.png"]["error"] == (
-        "no digit found (blank or uniform image)")
+    for name in ("thin_7.png", "hairline_7.png"):
+        assert name not in browser["refused"], browser["refused"].get(name)
+        assert browser["predicted"][name]["digit"] == answers[name]["digit"] == 7, name
     close = total = 0
     for path in browser["files"]:
         answer = answers[path.name]
@@ -189,7 +189,7 @@ def test_contract_in_javascript_agrees_with_predict(browser):
         python = np.asarray(Image.open(browser["seen"] / f"{path.name}.png"), np.int16)
         javascript = np.array(answer["pixels"], np.int16).reshape(28, 28)
         close += int((np.abs(python - javascript) <= 1).sum())
-        if path.name == "thin_7.png":  # a PNG: no decoder differs, step 11 widens it alike
+        if path.name in ("thin_7.png", "hairline_7.png"):  # PNGs: no decoder differs, steps 7 and 11 alike
             assert np.abs(python - javascript).max() <= 1 and javascript.max() == 255
         total += python.size
     assert close / total >= 0.99, f"only {close / total:.4f} of the pixels within one grey level"
@@ -221,7 +221,7 @@ def test_javascript_constants_equal_python():
     python = {name: getattr(preprocess, name) for name in constants}
     assert {k: float(v.replace("_", "")) for k, v in constants.items()} == python
     names = re.findall(r"^([A-Z_]+) = ", Path(preprocess.__file__).read_text(), re.M)
-    assert sorted(constants) == sorted(names) and len(names) == 32
+    assert sorted(constants) == sorted(names) and len(names) == 34
 
 
 def test_javascript_module_imports_resolve_locally():

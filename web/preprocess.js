@@ -28,6 +28,8 @@ export const NOISE_MADS = 2.0; // the noise floor: the paper's median plus this 
 export const PEAK_PERCENTILE = 99.5; // the brightest pixels' level, for telling strokes from paper
 export const INK_PERCENTILE = 80; // the ink level: this percentile of the strokes
 export const MIN_CONTRAST = 12; // a peak or ink level less than this above the floor is no digit
+export const SPARSE_PERCENTILE = 99.9; // the peak of sparse ink, when PEAK_PERCENTILE's is paper
+export const SPARSE_SPREADS = 8.0; // ... when this many of the noise's spreads (1.4826 MAD) above the floor
 export const SPECK_LEVEL = 64; // pixels above this (after the stretch) form the components
 export const SPECK_FRACTION = 0.1; // components smaller than this share of the largest are specks
 export const HALO = 3; // pixels kept around the kept components (the strokes' soft edges)
@@ -347,8 +349,16 @@ export function normalise(ink, darkInk = false, window = undefined) {
   const middle = median(values);
   const deviations = new Float32Array(n);
   for (let i = 0; i < n; i++) deviations[i] = Math.abs(f32(values[i] - middle));
-  const floor = middle + NOISE_MADS * 1.4826 * median(deviations);
-  const peak = percentileSorted(sorted(values), PEAK_PERCENTILE);
+  const mad = median(deviations);
+  const floor = middle + NOISE_MADS * 1.4826 * mad;
+  const ordered = sorted(values);
+  let peak = percentileSorted(ordered, PEAK_PERCENTILE);
+  if (peak - floor < MIN_CONTRAST) {
+    // Under PEAK_PERCENTILE's share of ink (a small digit in a large picture): the peak is
+    // paper. Rarer pixels far above the paper's noise, which noise alone never reaches, are ink.
+    const sparse = percentileSorted(ordered, SPARSE_PERCENTILE);
+    if (sparse - floor >= Math.max(MIN_CONTRAST, SPARSE_SPREADS * 1.4826 * mad)) peak = sparse;
+  }
   // The median and MAD are the ink's, not the paper's: step 10 adds paper.
   if (peak <= floor) throw new NoPaperError("no digit found (blank or uniform image)");
   const cut = (floor + peak) / 2;
