@@ -1,6 +1,6 @@
 """A development set of real-world digit images, made from a seed (never committed).
 
-Six kinds in seven parts with their own sources and seeds:
+Seven kinds in eight parts with their own sources and seeds:
 - `photo`: MNIST test digits re-rendered as photographs: a random scale and place on a
   larger canvas, tinted paper with a gradient and a soft shadow, thicker or thinner strokes,
   a small rotation, blur, sensor noise and JPEG compression; a quarter are light chalk on a
@@ -15,6 +15,9 @@ Six kinds in seven parts with their own sources and seeds:
   dark on white (the `tight` part only), as an app that crops a digit out of a form sends them.
 - `far`: photos as above, in ink, of a digit 5-30% as tall as a 480-1,200 px picture, as a
   photo taken from farther away shows it (the `far` part only).
+- `blank`: photos as above with no digit at all, plain, ruled, on a desk or large, whose
+  right answer is a refusal ("no digit found"); their label is `NO_DIGIT` (the `blank` part
+  only).
 
 `dev/` is for tuning the preprocessing constants and the training recipe; `heldout/` and
 `final/` are only for reporting. The photo digits come from the MNIST test split (the model
@@ -23,7 +26,8 @@ never trained on them): test images 0-1999 for `dev`, 5000-6999 for `heldout`, 7
 second half again with its own seed: new pictures of digits `heldout` also holds. `lined/`
 (test images 9000-9999, no pen digits) measures the contract's ruled-line step, `desk/`
 (test images 2000-2999, no pen digits) its sheet step, `tight/` (test images 3000-3999, no
-pen digits) its margin step, `far/` (test images 4000-4999, no pen digits) small digits.
+pen digits) its margin step, `far/` (test images 4000-4999, no pen digits) small digits,
+`blank/` (1,000 pictures, no digits) the refusal of pictures with none.
 """
 
 from __future__ import annotations
@@ -43,7 +47,9 @@ PARTS = {
     "desk": (4, slice(2000, 3000), None),
     "tight": (5, slice(3000, 4000), None),
     "far": (6, slice(4000, 5000), None),
+    "blank": (7, slice(0, 1000), None),  # the slice counts pictures: none of them holds a digit
 }
+NO_DIGIT = -1  # the label of a picture without a digit: refusing it is the right answer
 
 
 def paper(height: int, width: int, rng: np.random.Generator, dark: bool) -> tuple[np.ndarray, np.ndarray]:
@@ -167,11 +173,11 @@ def pen(digit: np.ndarray, rng: np.random.Generator, dark_on_light: bool) -> Ima
 
 
 def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -> Path:
-    """Writes one part of the set (`dev`, `heldout`, `final`, `lined`, `desk`, `tight`, `far`) and its `labels.csv`.
+    """Writes one part of the set (one of `PARTS`) and its `labels.csv`.
 
     Args:
         out: the set's folder (`out/part/` is written).
-        part: "dev", "heldout", "final", "lined", "desk", "tight" or "far".
+        part: "dev", "heldout", "final", "lined", "desk", "tight", "far" or "blank".
         seed: the base seed; each part adds its own offset.
         limit: at most this many images of each kind (a smoke test); None for all.
 
@@ -189,9 +195,19 @@ def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     stop = mnist_slice.stop if limit is None else min(mnist_slice.stop, mnist_slice.start + limit)
-    images, labels = data.in_memory(data.load_split(f"test[{mnist_slice.start}:{stop}]"))
-    for i, (image, label) in enumerate(zip(images.numpy()[..., 0], labels.numpy())):
-        if part == "tight":
+    if part == "blank":  # empty digits, photographed as the others are
+        count = stop - mnist_slice.start
+        images, labels = np.zeros((count, 28, 28), np.uint8), [NO_DIGIT] * count
+    else:
+        images, labels = data.in_memory(data.load_split(f"test[{mnist_slice.start}:{stop}]"))
+        images, labels = images.numpy()[..., 0], labels.numpy()
+    for i, (image, label) in enumerate(zip(images, labels)):
+        if part == "blank":
+            name = f"blank_{i:04d}.jpg"
+            scene = rng.choice(["plain", "lined", "desk", "far"])
+            picture, polarity = photo(image, rng, lined=scene == "lined", desk=scene == "desk", far=scene == "far")
+            picture.save(folder / name, quality=int(rng.integers(35, 95)))
+        elif part == "tight":
             name = f"tight_{i:04d}.png"
             picture, polarity = cut_out(image, rng)
             picture.save(folder / name)

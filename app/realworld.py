@@ -25,12 +25,13 @@ MNIST_TOLERANCE = 0.0005  # 0.05 points
 
 
 def score_part(folder: Path, classify) -> dict:
-    """Accuracy per kind of one part; a refused image ("no digit found") counts as wrong.
+    """Accuracy per kind of one part; a refused image ("no digit found") counts as wrong,
+    except a picture without a digit (label `NO_DIGIT`), whose one right answer is a refusal.
 
     Also counts the answers `predict` marks "unsure" (top probability under `UNSURE_BELOW`)
     and how often those and the others were right.
     """
-    from app.devset import read_labels
+    from app.devset import NO_DIGIT, read_labels
 
     counts = collections.defaultdict(lambda: {"images": 0, "right": 0, "no_digit": 0, "crashed": 0})
     answers = {"unsure": 0, "unsure_right": 0, "sure": 0, "sure_right": 0}
@@ -43,6 +44,7 @@ def score_part(folder: Path, classify) -> dict:
             pixels = preprocess_file(path)
         except NoDigitError:
             entry["no_digit"] += 1
+            entry["right"] += int(label == NO_DIGIT)
             continue
         except (ImageFileError, ValueError, OSError):
             entry["crashed"] += 1
@@ -89,7 +91,7 @@ def examples_picture(folders, classify, path: Path, count: int = 5) -> None:
         path: the PNG to write.
         count: at most this many images.
     """
-    from app.devset import read_labels
+    from app.devset import NO_DIGIT, read_labels
     from app.files import atomic_path
 
     chosen, seen = [], set()
@@ -103,13 +105,17 @@ def examples_picture(folders, classify, path: Path, count: int = 5) -> None:
     for i, (source, label) in enumerate(chosen[:count]):
         with Image.open(source) as image:
             shown = ImageOps.contain(image.convert("RGB"), (tile, tile))
-        pixels = preprocess_file(source)
-        digit = int(classify(pixels[None, :, :, None].astype(np.float32))[0].argmax())
+        try:
+            pixels = preprocess_file(source)
+            answer = f"model saw this: {int(classify(pixels[None, :, :, None].astype(np.float32))[0].argmax())}"
+        except NoDigitError:  # a picture with no digit, or one the contract finds none in
+            pixels, answer = np.zeros((28, 28), np.uint8), "no digit found"
         model_view = Image.fromarray(pixels).resize((tile, tile), Image.NEAREST).convert("RGB")
         sheet.paste(shown, (2 * tile * i, 0))
         sheet.paste(model_view, (2 * tile * i + tile, 0))
-        draw.text((2 * tile * i + 4, tile + 6), f"{source.name}: {label}", fill="black")
-        draw.text((2 * tile * i + tile + 4, tile + 6), f"model saw this: {digit}", fill="black")
+        truth = "no digit" if label == NO_DIGIT else label
+        draw.text((2 * tile * i + 4, tile + 6), f"{source.name}: {truth}", fill="black")
+        draw.text((2 * tile * i + tile + 4, tile + 6), answer, fill="black")
     with atomic_path(path) as tmp:
         sheet.save(tmp, format="PNG")
 

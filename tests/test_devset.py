@@ -65,6 +65,27 @@ def test_far_part_is_small_digits_in_large_photos(tmp_path):
             assert 480 <= min(picture.size) and max(picture.size) < 1200  # 2-5x the other photos
 
 
+def test_blank_part_is_photos_without_a_digit(tmp_path):
+    rows = devset.read_labels(devset.write(tmp_path, "blank", seed=3, limit=12))
+    assert [(label, kind) for _, label, kind, _ in rows] == [(devset.NO_DIGIT, "blank")] * 12
+    sides = []
+    for path, *_ in rows:
+        with Image.open(path) as picture:
+            sides.append(min(picture.size))
+    assert min(sides) < 320 and max(sides) >= 480  # plain photos and large (far) ones
+
+
+def test_refusing_a_picture_without_a_digit_is_its_right_answer(tmp_path):
+    for name in ("empty.png", "three.png"):
+        Image.new("L", (40, 40), 200).save(tmp_path / name)
+    (tmp_path / "labels.csv").write_text(f"file,label,kind,polarity\nempty.png,{devset.NO_DIGIT},blank,dark-on-light\n"
+                                         "three.png,3,blank,dark-on-light\n")
+    scored = score_part(tmp_path, classify=None)  # both refused: the model is never asked
+    assert {k: scored["kinds"]["blank"][k] for k in ("images", "right", "no_digit")} == {
+        "images": 2, "right": 1, "no_digit": 2}
+    assert scored["kinds"]["blank"]["accuracy"] == 0.5
+
+
 def test_both_polarities_are_there():
     rng = np.random.default_rng(0)
     digit = np.zeros((8, 8))
