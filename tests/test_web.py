@@ -3,8 +3,7 @@
 One browser session (web/test/drive.mjs) classifies 200 MNIST test images, 50 photos and
 50 pen digits of the development set, 10 MNIST digits cut out to their own box, two sevens
 drawn with a fine pen on a large canvas, a blank image and a non-image, and three digits
-drawn with pointer strokes; the tests below compare
-its answers with Python's.
+drawn with pointer strokes; the tests below compare its answers with Python's.
 """
 
 import base64
