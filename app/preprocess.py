@@ -57,7 +57,10 @@ contract" numbers the same steps, and the constants below are the only copy of t
    edge reaches the border; a framed digit does not); of the rest, those smaller than
    `SPECK_FRACTION` of the largest are dropped, and every pixel farther than `HALO` pixels
    (8-connected) from a kept component is set to 0. No component of at least
-   `MIN_DIGIT_PIXELS` pixels means "no digit found".
+   `MIN_DIGIT_PIXELS` pixels means "no digit found", except when lines were cleared and they
+   are one 8-connected piece: a lone stroke (a "1" from edge to edge is a line by every
+   test) is then the digit, and the specks are removed from the image as it was before
+   clearing. Two or more lines with nothing left are a ruled page: "no digit found".
 9. Stroke width: w = 2 x (pixels above `SPECK_LEVEL`) / (those of them with a 4-neighbour,
    or the image's edge, not above it): a stroke's area over half its outline. When the
    window max(3, floor(`STROKE_WINDOWS` w) | 1) is narrower than step 6's, steps 6-8 run
@@ -396,9 +399,11 @@ def normalise(ink: np.ndarray, dark_ink: bool = False, window: int | None = None
     try:
         return keep_digit(cleared)
     except NoDigitError:
-        if cleared is values:
+        # Clearing left no digit: one line may be a lone stroke ("1"), but several are a
+        # ruled page with nothing written on it.
+        if cleared is values or line_count(values) > 1:
             raise
-        return keep_digit(values)  # clearing left no digit: a lone stroke taken for a line
+        return keep_digit(values)
 
 
 def keep_digit(values: np.ndarray) -> np.ndarray:
@@ -483,6 +488,20 @@ def row_lines(ink: np.ndarray) -> np.ndarray:
     return found
 
 
+def lines_of(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Step 8's ruled lines among the pixels above `LINE_LEVEL`: the row lines' and the column lines' masks."""
+    lit = values > LINE_LEVEL
+    return row_lines(lit), row_lines(lit.T).T
+
+
+def line_count(values: np.ndarray) -> int:
+    """How many ruled lines step 8 finds: the 8-connected pieces of the lines' pixels."""
+    from scipy.ndimage import label
+
+    rows, columns = lines_of(values)
+    return label(rows | columns, structure=np.ones((3, 3), bool))[1]
+
+
 def clear_lines(values: np.ndarray) -> np.ndarray:
     """Step 8's ruled lines set to 0, except where a stroke crosses them.
 
@@ -494,12 +513,11 @@ def clear_lines(values: np.ndarray) -> np.ndarray:
     """
     from scipy.ndimage import binary_dilation, shift
 
-    lit = values > LINE_LEVEL
-    rows, columns = row_lines(lit), row_lines(lit.T).T
+    rows, columns = lines_of(values)
     if not (rows.any() or columns.any()):  # most pictures
         return values
     above = values > SPECK_LEVEL
-    clear = np.zeros_like(lit)
+    clear = np.zeros_like(rows)
     # On squared paper the lines of the other direction are no strokes.
     for lines, (dy, dx), strokes in ((rows, (LINE_WIDTH, 0), above & ~columns),
                                       (columns, (0, LINE_WIDTH), above & ~rows)):

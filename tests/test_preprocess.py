@@ -209,6 +209,17 @@ def test_step8_a_lone_stroke_taken_for_a_line_is_kept():
     assert ys.max() - ys.min() + 1 == 20 and xs.max() - xs.min() + 1 <= 4
 
 
+def test_step8_a_ruled_page_with_nothing_written_is_refused():
+    gray = np.full((180, 240), 230.0, np.float32)
+    for top in (30, 75, 120, 165):
+        gray[top : top + 2] = 150  # four ruled lines, edge to edge
+    assert pp.line_count(np.where(gray < 200, 255.0, 0.0)) == 4
+    # Clearing the lines leaves nothing; four lines are a page, not a lone stroke (the "1" of
+    # the test above is one line, and kept).
+    with pytest.raises(pp.NoDigitError, match=r"^no digit found \(only specks or noise\)$"):
+        pp.preprocess_gray(gray)
+
+
 def test_step9_stroke_width_is_area_over_half_the_outline():
     values = np.zeros((80, 40), np.float32)
     values[10:70, 17:23] = 255  # a bar 60 x 6

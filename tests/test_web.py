@@ -2,8 +2,9 @@
 
 One browser session (web/test/drive.mjs) classifies 200 MNIST test images, 50 photos and
 50 pen digits of the development set, 10 MNIST digits cut out to their own box, two sevens
-drawn with a fine pen on a large canvas, a blank image and a non-image, and three digits
-drawn with pointer strokes; the tests below compare its answers with Python's.
+drawn with a fine pen on a large canvas, a blank ruled page, a blank image and a non-image,
+and three digits drawn with pointer strokes; the tests below compare its answers with
+Python's.
 """
 
 import base64
@@ -101,6 +102,12 @@ def run_page(tmp: Path) -> None:
         ImageDraw.Draw(canvas).line(corners, fill=0, width=pen, joint="curve")
         files.append(tmp / name)
         canvas.save(files[-1])
+    # A ruled page with nothing written: step 8 clears its lines and both refuse it.
+    page = np.full((180, 240), 230, np.uint8)
+    for top in (30, 75, 120, 165):
+        page[top : top + 2] = 150
+    files.append(tmp / "ruled_blank.png")
+    Image.fromarray(page).save(files[-1])
     (tmp / "files.json").write_text(json.dumps([str(p.relative_to(tmp)) for p in files]))
     blank = tmp / "blank.png"
     Image.new("L", (64, 64), 230).save(blank)
@@ -173,6 +180,8 @@ def test_contract_in_javascript_agrees_with_predict(browser):
     assert len(photos) >= PHOTOS
     tight = [p.name for p in browser["files"] if p.name.startswith("tight_")]
     assert len(tight) == TIGHT and not set(tight) & set(browser["refused"])
+    assert browser["refused"]["ruled_blank.png"] == answers["ruled_blank.png"]["error"] == (
+        "no digit found (only specks or noise)")
     for name in ("thin_7.png", "hairline_7.png"):
         assert name not in browser["refused"], browser["refused"].get(name)
         assert browser["predicted"][name]["digit"] == answers[name]["digit"] == 7, name

@@ -373,8 +373,10 @@ export function normalise(ink, darkInk = false, window = undefined) {
   try {
     return keepDigit(cleared, width, height);
   } catch (error) {
-    if (!(error instanceof NoDigitError) || cleared === values) throw error;
-    return keepDigit(values, width, height); // clearing left no digit: a lone stroke taken for a line
+    // Clearing left no digit: one line may be a lone stroke ("1"), but several are a ruled
+    // page with nothing written on it.
+    if (!(error instanceof NoDigitError) || cleared === values || lineCount(values, width, height) > 1) throw error;
+    return keepDigit(values, width, height);
   }
 }
 
@@ -451,12 +453,27 @@ function rowLines(lit, width, height) {
  * LINE_WIDTH away across the line, on both sides, are strokes (above SPECK_LEVEL, not on a
  * line of the other direction).
  */
-export function clearLines(values, width, height) {
+/** Step 8's ruled lines among the pixels above LINE_LEVEL: row lines, and column lines transposed. */
+function linesOf(values, width, height) {
   const lit = Uint8Array.from(values, (v) => (v > LINE_LEVEL ? 1 : 0));
   const rows = rowLines(lit, width, height);
   const transposed = new Uint8Array(width * height);
   for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) transposed[x * height + y] = lit[y * width + x];
-  const columnsT = rowLines(transposed, height, width);
+  return { rows, columnsT: rowLines(transposed, height, width) };
+}
+
+/** How many ruled lines step 8 finds: the 8-connected pieces of the lines' pixels. */
+function lineCount(values, width, height) {
+  const { rows, columnsT } = linesOf(values, width, height);
+  const onLine = new Float32Array(width * height);
+  for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) {
+    if (rows[y * width + x] || columnsT[x * height + y]) onLine[y * width + x] = 255;
+  }
+  return components(onLine, width, height).sizes.length;
+}
+
+export function clearLines(values, width, height) {
+  const { rows, columnsT } = linesOf(values, width, height);
   if (!rows.includes(1) && !columnsT.includes(1)) return values; // most pictures have no lines
   // A stroke: above SPECK_LEVEL and not on a line of the other direction (squared paper).
   const rowStroke = (y, x) => y >= 0 && y < height && x >= 0 && x < width && values[y * width + x] > SPECK_LEVEL &&
