@@ -35,8 +35,8 @@ contract" numbers the same steps, and the constants below are the only copy of t
    above the floor (ink under that share of the picture: a small digit), the
    `SPARSE_PERCENTILE`th percentile is the peak instead if it is at least `MIN_CONTRAST`
    and `SPARSE_SPREADS` scaled MADs above the floor (noise alone never reaches so far). The
-   strokes are the pixels above the
-   midpoint of floor and peak, and the ink level is their `INK_PERCENTILE`th percentile.
+   strokes are the pixels above the midpoint of floor and peak, and the ink level is their
+   `INK_PERCENTILE`th percentile.
    Levels are stretched linearly so the floor maps to 0 and the ink level to 255 (clipped).
    A peak at or below the floor goes to step 10; a peak or an ink level less than
    `MIN_CONTRAST` above the floor means "no digit found".

@@ -448,11 +448,6 @@ function rowLines(lit, width, height) {
   return found;
 }
 
-/**
- * Step 8's ruled lines set to 0 (their pixels and 8-neighbours), except where the pixels
- * LINE_WIDTH away across the line, on both sides, are strokes (above SPECK_LEVEL, not on a
- * line of the other direction).
- */
 /** Step 8's ruled lines among the pixels above LINE_LEVEL: row lines, and column lines transposed. */
 function linesOf(values, width, height) {
   const lit = Uint8Array.from(values, (v) => (v > LINE_LEVEL ? 1 : 0));
@@ -472,6 +467,11 @@ function lineCount(values, width, height) {
   return components(onLine, width, height).sizes.length;
 }
 
+/**
+ * Step 8's ruled lines set to 0 (their pixels and 8-neighbours), except where the pixels
+ * LINE_WIDTH away across the line, on both sides, are strokes (above SPECK_LEVEL, not on a
+ * line of the other direction).
+ */
 export function clearLines(values, width, height) {
   const { rows, columnsT } = linesOf(values, width, height);
   if (!rows.includes(1) && !columnsT.includes(1)) return values; // most pictures have no lines
