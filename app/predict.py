@@ -74,8 +74,20 @@ def prepared(paths: list, polarity: str, jobs: int) -> Iterator[Iterable[tuple[n
     method = start_method()
     if method == "fork":
         import scipy.ndimage  # noqa: F401  (the contract's filters: forked workers inherit them)
-    with multiprocessing.get_context(method).Pool(jobs, initializer=ignore_interrupt) as pool:
-        yield pool.imap(prepare, work, chunksize=CHUNK)
+    # A Ctrl-C that lands while a worker forks is raised inside Python's after-fork hooks,
+    # which report it and carry on: hold it until every worker has started (they inherit the
+    # held signal and ignore it), then take it here, where it stops the pool.
+    hold = hasattr(signal, "pthread_sigmask")
+    if hold:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        with multiprocessing.get_context(method).Pool(jobs, initializer=ignore_interrupt) as pool:
+            if hold:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+            yield pool.imap(prepare, work, chunksize=CHUNK)
+    finally:
+        if hold:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def predict_files(paths, model: str | os.PathLike = DEFAULT_MODEL, polarity: str = "auto", top: int = 1,

@@ -143,6 +143,40 @@ def test_spawned_workers_give_the_answers_of_one_process(digits, model, monkeypa
     assert sum("digit" in result for result in alone) == predict.PARALLEL_FROM
 
 
+def test_ctrl_c_while_the_workers_fork_stops_predict(digits, model):
+    """Python's after-fork hooks report a KeyboardInterrupt raised in them and carry on:
+    SIGINT is held while the workers start, then stops the run."""
+    import subprocess
+    import sys
+
+    from app import predict
+
+    from conftest import ROOT
+
+    _, files, _, _ = digits
+    paths = [str(p) for p in (list(files) * predict.PARALLEL_FROM)[:predict.PARALLEL_FROM]]
+    code = (
+        "import os, signal, sys\n"
+        "from app import predict\n"
+        "assert predict.start_method() == 'fork'\n"
+        "sent = []\n"
+        "def ctrl_c():  # as if Ctrl-C landed while the first worker forked\n"
+        "    if not sent:\n"
+        "        sent.append(True)\n"
+        "        os.kill(os.getpid(), signal.SIGINT)\n"
+        "os.register_at_fork(after_in_parent=ctrl_c)\n"
+        "try:\n"
+        "    results = list(predict.predict_files(sys.argv[2:], sys.argv[1], jobs=2))\n"
+        "except KeyboardInterrupt:\n"
+        "    print('stopped')\n"
+        "else:\n"
+        "    print(f'ran to the end: {len(results)} files')\n")
+    out = subprocess.run([sys.executable, "-c", code, str(model), *paths], cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.strip() == "stopped", out.stderr[-500:]
+    assert "Exception ignored" not in out.stderr
+
+
 def test_predict_does_not_import_tensorflow(digits, model):
     import subprocess
     import sys
