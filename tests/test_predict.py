@@ -157,6 +157,9 @@ def test_ctrl_c_while_the_workers_fork_stops_predict(digits, model):
     paths = [str(p) for p in (list(files) * predict.PARALLEL_FROM)[:predict.PARALLEL_FROM]]
     code = (
         "import os, signal, sys\n"
+        "# Ctrl-C raises KeyboardInterrupt as in a terminal, also under a shell that started\n"
+        "# this in the background with SIGINT ignored.\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         "from app import predict\n"
         "assert predict.start_method() == 'fork'\n"
         "sent = []\n"
