@@ -84,6 +84,13 @@ contract" numbers the same steps, and the constants below are the only copy of t
 13. Centre: place it in a `SIZE` x `SIZE` black frame at ((SIZE - h) // 2, (SIZE - w) // 2),
     then shift it by floor(`CENTRE` - centre of mass + 0.5) along each axis, as MNIST did;
     round to uint8 (floor(x + 0.5)).
+14. Second look: when step 2 reduced the picture by a factor f > 1 and the bounding box of
+    step 11's non-zero pixels (in the reduced picture, step 5's sheet offset added) has a
+    longer side L of at most `ZOOM_SIDE` pixels, steps 2-13 run again on the decoded picture
+    (EXIF applied, not reduced) cropped to that box widened by m = floor(`ZOOM_MARGIN` L) on
+    every side, kept on step 5's sheet (or the picture), times f and clipped to the picture.
+    Their result replaces the first unless they find no digit. A small digit in a large
+    picture is then read from its own pixels instead of a few dozen reduced ones.
 """
 
 from __future__ import annotations
@@ -131,6 +138,8 @@ STROKE_WINDOWS = 5  # the second pass's opening is this many stroke widths wide
 MARGIN = 0.25  # paper added around a digit cut out to its own box, as a share of the longer side
 THICK_STROKE = 5.5  # strokes wider than this once fitted lose their soft edge (MNIST's: about 3.3)
 THIN_STROKE = 1.5  # strokes thinner than this once fitted are widened to twice this (MNIST's: at least 2)
+ZOOM_SIDE = 48  # a digit box at most this long in a reduced picture is read again at full size
+ZOOM_MARGIN = 0.5  # ... from a crop this share of the box's longer side wider on every side
 
 
 class NoDigitError(ValueError):
@@ -146,14 +155,19 @@ class ImageFileError(ValueError):
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:
-    """Steps 1 and 2: reads an image file, refusing missing, empty, huge and non-image files.
+    """Steps 1 and 2: `decode`, then reduced to at most `WORK_SIDE` pixels on its longer side."""
+    return reduce_to(decode(path), WORK_SIDE)
+
+
+def decode(path: str | os.PathLike) -> Image.Image:
+    """Steps 1 and 2's decoding: reads an image file, refusing missing, empty, huge and non-image files.
 
     Args:
         path: a PNG, JPEG or any image Pillow reads.
 
     Returns:
-        The decoded image in mode L, LA, RGB or RGBA, EXIF orientation applied, reduced to at
-        most `WORK_SIDE` pixels on its longer side.
+        The decoded image in mode L, LA, RGB or RGBA, EXIF orientation applied, at full size
+        (step 14 reads a small digit from it again).
 
     Raises:
         ImageFileError: with a one-line reason.
@@ -177,7 +191,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
                     f"image too large ({width}x{height} pixels, at most {MAX_PIXELS:,}); scale it down first")
             image = plain_mode(ImageOps.exif_transpose(image))
             image.load()
-            return reduce_to(image, WORK_SIDE)
+            return image
     except ImageFileError:
         raise
     except Image.DecompressionBombError:  # Pillow's own, larger limit, also from the header
@@ -200,9 +214,14 @@ def plain_mode(image: Image.Image) -> Image.Image:
     return image.convert("RGBA" if transparent else "RGB")
 
 
+def reduction(image: Image.Image, side: int) -> int:
+    """The least whole factor that brings the longer side to `side` or less."""
+    return -(-max(image.size) // side)
+
+
 def reduce_to(image: Image.Image, side: int) -> Image.Image:
-    """Box-reduces by the least whole factor that brings the longer side to `side` or less."""
-    factor = -(-max(image.size) // side)
+    """Box-reduces by `reduction(image, side)`."""
+    factor = reduction(image, side)
     return image.reduce(factor) if factor > 1 else image
 
 
@@ -238,29 +257,35 @@ def sheet_of(gray: np.ndarray) -> np.ndarray:
 
     Without it the desk would be taken for the paper, and the whole sheet for a light digit.
     """
+    box = sheet_box(gray)
+    return gray if box is None else gray[box]
+
+
+def sheet_box(gray: np.ndarray) -> tuple[slice, slice] | None:
+    """Step 5's sheet as row and column slices of `gray`, or None when there is none."""
     from scipy.ndimage import find_objects, label
 
     height, width = gray.shape
     if min(height, width) < 8:
-        return gray
+        return None
     desk = float(median(border(gray)))
     paper = float(median(gray[height // 4 : height - height // 4, width // 4 : width - width // 4]))
     if paper - desk < SHEET_CONTRAST:
-        return gray
+        return None
     pieces, count = label(gray > (desk + paper) / 2)  # 4-connected
     sizes = np.bincount(pieces.ravel(), minlength=count + 1)
     sizes[0] = 0
     biggest = int(np.argmax(sizes))  # the first on a tie
     if sizes[biggest] < SHEET_SHARE * gray.size:
-        return gray
+        return None
     rows, cols = find_objects(pieces)[biggest - 1]  # its bounding box
     if sizes[biggest] < SHEET_FILL * (rows.stop - rows.start) * (cols.stop - cols.start):
-        return gray
+        return None
     margin = int(SHEET_MARGIN * max(height, width))
     top, bottom, left, right = rows.start + margin, rows.stop - margin, cols.start + margin, cols.stop - margin
     if bottom - top < 8 or right - left < 8:
-        return gray
-    return gray[top:bottom, left:right]
+        return None
+    return slice(top, bottom), slice(left, right)
 
 
 def polarity_of(gray: np.ndarray) -> str:
@@ -668,22 +693,49 @@ def fit_and_centre(values: np.ndarray) -> np.ndarray:
     return np.clip(round_half_up(frame), 0, 255).astype(np.uint8)
 
 
-def preprocess_gray(gray: np.ndarray, polarity: str = "auto") -> np.ndarray:
-    """Steps 5 to 13: gray levels (0..255, any size) to the model's uint8 `[28, 28]` input."""
+def digit_of(gray: np.ndarray, polarity: str = "auto") -> tuple[np.ndarray, tuple[slice, slice], tuple[slice, slice]]:
+    """Steps 5 to 11: the digit alone (paper 0, ink up to 255), its box in `gray`'s pixels, and
+    the part of `gray` it was read from (step 5's sheet, or all of it)."""
     gray = np.asarray(gray, np.float32)
     if gray.ndim != 2:
         raise ValueError(f"expected a 2-D gray image, got shape {gray.shape}")
-    gray = sheet_of(gray)
+    sheet = sheet_box(gray) or (slice(0, gray.shape[0]), slice(0, gray.shape[1]))
+    top, left = sheet[0].start, sheet[1].start
+    gray = gray[sheet]
     if polarity == "auto":
         polarity = polarity_of(gray)
     dark_ink = polarity == "dark-on-light"
     ink = 255.0 - gray if dark_ink else gray
-    return fit_and_centre(even_strokes(read_ink(ink, dark_ink)))
+    values = even_strokes(read_ink(ink, dark_ink))
+    rows, cols = ink_box(values)
+    return values, (slice(rows.start + top, rows.stop + top), slice(cols.start + left, cols.stop + left)), sheet
+
+
+def preprocess_gray(gray: np.ndarray, polarity: str = "auto") -> np.ndarray:
+    """Steps 5 to 13: gray levels (0..255, any size) to the model's uint8 `[28, 28]` input."""
+    return fit_and_centre(digit_of(gray, polarity)[0])
 
 
 def preprocess_image(image: Image.Image, polarity: str = "auto") -> np.ndarray:
-    """Steps 2 to 13 for a decoded Pillow image."""
-    return preprocess_gray(to_gray(reduce_to(plain_mode(image), WORK_SIDE)), polarity)
+    """Steps 2 to 14 for a decoded Pillow image (EXIF orientation applied, full size)."""
+    image = plain_mode(image)
+    factor = reduction(image, WORK_SIDE)
+    values, (rows, cols), (sheet_rows, sheet_cols) = digit_of(to_gray(reduce_to(image, WORK_SIDE)), polarity)
+    first = fit_and_centre(values)
+    longer = max(rows.stop - rows.start, cols.stop - cols.start)
+    if factor == 1 or longer > ZOOM_SIDE:
+        return first
+    # Step 14: a small digit in a reduced picture, read again from the picture's own pixels,
+    # from a crop around it that stays on the sheet.
+    margin = int(ZOOM_MARGIN * longer)
+    crop = image.crop((max(cols.start - margin, sheet_cols.start) * factor,
+                       max(rows.start - margin, sheet_rows.start) * factor,
+                       min(min(cols.stop + margin, sheet_cols.stop) * factor, image.width),
+                       min(min(rows.stop + margin, sheet_rows.stop) * factor, image.height)))
+    try:
+        return preprocess_gray(to_gray(reduce_to(crop, WORK_SIDE)), polarity)
+    except NoDigitError:
+        return first
 
 
 def preprocess_file(path: str | os.PathLike, polarity: str = "auto") -> np.ndarray:
@@ -693,4 +745,4 @@ def preprocess_file(path: str | os.PathLike, polarity: str = "auto") -> np.ndarr
         ImageFileError: the file cannot be read as an image.
         NoDigitError: the image holds no digit.
     """
-    return preprocess_gray(to_gray(open_image(path)), polarity)
+    return preprocess_image(decode(path), polarity)

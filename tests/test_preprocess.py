@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from app import preprocess as pp
 
@@ -353,6 +353,24 @@ def test_step8_specks_are_removed():
     out = pp.preprocess_gray(gray)
     ys, xs = np.nonzero(out)
     assert ys.max() - ys.min() + 1 <= 21 and xs.max() - xs.min() + 1 <= 6  # the stroke alone
+
+
+def test_step14_a_small_digit_in_a_reduced_picture_is_read_again_from_its_own_pixels():
+    image = Image.new("L", (1200, 900), 230)
+    ImageDraw.Draw(image).line([(500, 400), (580, 400), (530, 540)], fill=30, width=7, joint="curve")  # a 7
+    assert pp.reduction(image, pp.WORK_SIDE) == 5  # 240 x 180 to work on
+    values, (rows, cols), sheet = pp.digit_of(pp.to_gray(pp.reduce_to(image, pp.WORK_SIDE)))
+    assert (rows.start, rows.stop, cols.start, cols.stop) == (78, 110, 99, 118)  # 32 pixels tall
+    assert sheet == (slice(0, 180), slice(0, 240))  # no sheet: all of the picture
+    # 32 <= ZOOM_SIDE: steps 2-13 again on the full-size pixels of the box, 16 (half of 32)
+    # working pixels wider on every side: 5 x (99 - 16) = 415 to 5 x (118 + 16) = 670, etc.
+    crop = image.crop((415, 310, 670, 630))  # 255 x 320: step 2 reduces it by 2
+    out = pp.preprocess_image(image)
+    np.testing.assert_array_equal(out, pp.preprocess_gray(pp.to_gray(pp.reduce_to(crop, pp.WORK_SIDE))))
+    assert (out != pp.fit_and_centre(values)).sum() == 97  # what the model sees changed
+    # A picture that needs no reduction is read once.
+    small = image.resize((240, 180), Image.BOX)
+    np.testing.assert_array_equal(pp.preprocess_image(small), pp.preprocess_gray(pp.to_gray(small)))
 
 
 @pytest.mark.parametrize("name, gray", [

@@ -1,10 +1,10 @@
 """The web page in a real headless Chromium: LiteRT.js parity, the contract in JS, drawing.
 
 One browser session (web/test/drive.mjs) classifies 200 MNIST test images, 50 photos and
-50 pen digits of the development set, 10 MNIST digits cut out to their own box, two sevens
-drawn with a fine pen on a large canvas, a blank ruled page, a blank image and a non-image,
-and three digits drawn with pointer strokes; the tests below compare its answers with
-Python's.
+50 pen digits of the development set and 8 of its small digits in large photos, 10 MNIST
+digits cut out to their own box, two sevens drawn with a fine pen on a large canvas, a blank
+ruled page, a blank image and a non-image, and three digits drawn with pointer strokes; the
+tests below compare its answers with Python's.
 """
 
 import base64
@@ -23,6 +23,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from app import preprocess as pp
+
 from conftest import ROOT, built_once
 
 WEB = ROOT / "web"
@@ -30,6 +32,7 @@ MODEL = ROOT / "exported" / "model_int8.tflite"
 MNIST_IMAGES = 200
 PHOTOS = 50
 TIGHT = 10
+FAR = 8
 
 # Strokes in 0..1 of the canvas, drawn with the mouse (pointer events) as a user would.
 DRAWINGS = {
@@ -88,6 +91,10 @@ def run_page(tmp: Path) -> None:
 
     folder = devset.write(tmp / "devset", "dev", limit=PHOTOS)
     files = [path for path, *_ in devset.read_labels(folder)]
+    # Small digits in large photos (contract step 7's sparse peak, step 14's second look).
+    for i, (path, *_) in enumerate(devset.read_labels(devset.write(tmp / "devset", "far", limit=FAR))):
+        files.append(tmp / f"far_{i}.jpg")
+        shutil.copy(path, files[-1])
     # MNIST digits cut out to their own box (contract step 10), x4, half of them dark on light.
     for i, image in enumerate(mnist[:TIGHT]):
         ys, xs = np.nonzero(image)
@@ -180,6 +187,13 @@ def test_contract_in_javascript_agrees_with_predict(browser):
     assert len(photos) >= PHOTOS
     tight = [p.name for p in browser["files"] if p.name.startswith("tight_")]
     assert len(tight) == TIGHT and not set(tight) & set(browser["refused"])
+    # Step 14 reads most of the far photos again from their full-size pixels, in both runtimes.
+    zoomed = 0
+    for path in (p for p in browser["files"] if p.name.startswith("far_") and p.name not in browser["refused"]):
+        image = pp.decode(path)
+        _, (rows, cols), _ = pp.digit_of(pp.to_gray(pp.reduce_to(image, pp.WORK_SIDE)))
+        zoomed += max(rows.stop - rows.start, cols.stop - cols.start) <= pp.ZOOM_SIDE
+    assert zoomed >= FAR // 2
     assert browser["refused"]["ruled_blank.png"] == answers["ruled_blank.png"]["error"] == (
         "no digit found (only specks or noise)")
     for name in ("thin_7.png", "hairline_7.png"):
@@ -229,7 +243,7 @@ def test_javascript_constants_equal_python():
     python = {name: getattr(preprocess, name) for name in constants}
     assert {k: float(v.replace("_", "")) for k, v in constants.items()} == python
     names = re.findall(r"^([A-Z_]+) = ", Path(preprocess.__file__).read_text(), re.M)
-    assert sorted(constants) == sorted(names) and len(names) == 34
+    assert sorted(constants) == sorted(names) and len(names) == 36
 
 
 def test_javascript_module_imports_resolve_locally():

@@ -43,6 +43,8 @@ export const STROKE_WINDOWS = 5; // the second pass's opening is this many strok
 export const MARGIN = 0.25; // paper added around a digit cut out to its own box, share of the longer side
 export const THICK_STROKE = 5.5; // strokes wider than this once fitted lose their soft edge (MNIST's: about 3.3)
 export const THIN_STROKE = 1.5; // strokes thinner than this once fitted are widened to twice this (MNIST's: at least 2)
+export const ZOOM_SIDE = 48; // a digit box at most this long in a reduced picture is read again at full size
+export const ZOOM_MARGIN = 0.5; // ... from a crop this share of the box's longer side wider on every side
 
 const f32 = Math.fround;
 
@@ -64,10 +66,13 @@ export class NoPaperError extends NoDigitError {
 
 /** A gray image: float32 levels 0..255, row-major. */
 export class Gray {
-  constructor(data, width, height) {
+  /** `top` and `left`: where a crop (step 5's sheet) sits in the picture it was cut from. */
+  constructor(data, width, height, top = 0, left = 0) {
     this.data = data;
     this.width = width;
     this.height = height;
+    this.top = top;
+    this.left = left;
   }
 }
 
@@ -300,7 +305,7 @@ export function sheetOf(gray) {
   for (let y = top; y < bottom; y++) {
     for (let x = left; x < right; x++) cropped[(y - top) * (right - left) + x - left] = data[y * width + x];
   }
-  return new Gray(cropped, right - left, bottom - top);
+  return new Gray(cropped, right - left, bottom - top, top, left);
 }
 
 /** Step 5: "dark-on-light" when the ink is darker than the paper, else "light-on-dark". */
@@ -706,18 +711,63 @@ export function fitAndCentre(values) {
 
 // --- the whole contract ----------------------------------------------------------------------
 
-/** Steps 5 to 13: a gray image to the model's input, uint8 [28 * 28], light digit on black. */
-export function preprocessGray(gray, polarity = "auto") {
-  gray = sheetOf(gray);
-  if (polarity === "auto") polarity = polarityOf(gray);
+/**
+ * Steps 5 to 11: the digit alone, its box in `gray`'s pixels and the part of `gray` it was read
+ * from (step 5's sheet, or all of it); boxes as { top, left, bottom, right }, ends exclusive.
+ */
+function digitOf(gray, polarity) {
+  const sheet = sheetOf(gray);
+  if (polarity === "auto") polarity = polarityOf(sheet);
   const darkInk = polarity === "dark-on-light";
-  const ink = darkInk ? new Gray(gray.data.map((v) => f32(255 - v)), gray.width, gray.height) : gray;
-  return fitAndCentre(evenStrokes(readInk(ink, darkInk)));
+  const ink = darkInk ? new Gray(sheet.data.map((v) => f32(255 - v)), sheet.width, sheet.height) : sheet;
+  const values = evenStrokes(readInk(ink, darkInk));
+  const { top, bottom, left, right } = inkBox(values);
+  return {
+    values,
+    box: { top: top + sheet.top, left: left + sheet.left, bottom: bottom + 1 + sheet.top, right: right + 1 + sheet.left },
+    area: { top: sheet.top, left: sheet.left, bottom: sheet.top + sheet.height, right: sheet.left + sheet.width },
+  };
 }
 
-/** Steps 2 (the reduction) to 13 for decoded RGBA bytes, such as a canvas's ImageData. */
-export function preprocessRGBA(rgba, width, height, polarity = "auto") {
+/** Steps 5 to 13: a gray image to the model's input, uint8 [28 * 28], light digit on black. */
+export function preprocessGray(gray, polarity = "auto") {
+  return fitAndCentre(digitOf(gray, polarity).values);
+}
+
+/** The pixels of RGBA bytes inside [left, right) x [top, bottom). */
+function cropRGBA(rgba, width, { top, left, bottom, right }) {
+  const out = new Uint8ClampedArray((bottom - top) * (right - left) * 4);
+  for (let y = top; y < bottom; y++) out.set(rgba.subarray((y * width + left) * 4, (y * width + right) * 4), (y - top) * (right - left) * 4);
+  return out;
+}
+
+/** Steps 2 (the reduction) to 13 for decoded RGBA bytes. */
+function reduceAndPreprocess(rgba, width, height, polarity) {
   const factor = Math.ceil(Math.max(width, height) / WORK_SIDE);
   const reduced = reduceRGBA(rgba, width, height, factor);
-  return preprocessGray(toGray(reduced.rgba, reduced.width, reduced.height), polarity);
+  return { factor, ...digitOf(toGray(reduced.rgba, reduced.width, reduced.height), polarity) };
+}
+
+/** Steps 2 (the reduction) to 14 for decoded RGBA bytes, such as a canvas's ImageData. */
+export function preprocessRGBA(rgba, width, height, polarity = "auto") {
+  const { factor, values, box, area } = reduceAndPreprocess(rgba, width, height, polarity);
+  const first = fitAndCentre(values);
+  const longer = Math.max(box.bottom - box.top, box.right - box.left);
+  if (factor === 1 || longer > ZOOM_SIDE) return first;
+  // Step 14: a small digit in a reduced picture, read again from the picture's own pixels,
+  // from a crop around it that stays on the sheet.
+  const margin = Math.trunc(ZOOM_MARGIN * longer);
+  const crop = {
+    top: Math.max(box.top - margin, area.top) * factor,
+    left: Math.max(box.left - margin, area.left) * factor,
+    bottom: Math.min(Math.min(box.bottom + margin, area.bottom) * factor, height),
+    right: Math.min(Math.min(box.right + margin, area.right) * factor, width),
+  };
+  try {
+    const w = crop.right - crop.left, h = crop.bottom - crop.top;
+    return fitAndCentre(reduceAndPreprocess(cropRGBA(rgba, width, crop), w, h, polarity).values);
+  } catch (error) {
+    if (error instanceof NoDigitError) return first;
+    throw error;
+  }
 }
