@@ -737,12 +737,14 @@ export function preprocessGray(gray, polarity = "auto") {
 /** The pixels of RGBA bytes inside [left, right) x [top, bottom). */
 function cropRGBA(rgba, width, { top, left, bottom, right }) {
   const out = new Uint8ClampedArray((bottom - top) * (right - left) * 4);
-  for (let y = top; y < bottom; y++) out.set(rgba.subarray((y * width + left) * 4, (y * width + right) * 4), (y - top) * (right - left) * 4);
+  for (let y = top; y < bottom; y++) {
+    out.set(rgba.subarray((y * width + left) * 4, (y * width + right) * 4), (y - top) * (right - left) * 4);
+  }
   return out;
 }
 
-/** Steps 2 (the reduction) to 13 for decoded RGBA bytes. */
-function reduceAndPreprocess(rgba, width, height, polarity) {
+/** Steps 2 (the reduction) to 11 for decoded RGBA bytes: the reduction's factor and `digitOf`'s result. */
+function readDigit(rgba, width, height, polarity) {
   const factor = Math.ceil(Math.max(width, height) / WORK_SIDE);
   const reduced = reduceRGBA(rgba, width, height, factor);
   return { factor, ...digitOf(toGray(reduced.rgba, reduced.width, reduced.height), polarity) };
@@ -750,7 +752,7 @@ function reduceAndPreprocess(rgba, width, height, polarity) {
 
 /** Steps 2 (the reduction) to 14 for decoded RGBA bytes, such as a canvas's ImageData. */
 export function preprocessRGBA(rgba, width, height, polarity = "auto") {
-  const { factor, values, box, area } = reduceAndPreprocess(rgba, width, height, polarity);
+  const { factor, values, box, area } = readDigit(rgba, width, height, polarity);
   const first = fitAndCentre(values);
   const longer = Math.max(box.bottom - box.top, box.right - box.left);
   if (factor === 1 || longer > ZOOM_SIDE) return first;
@@ -765,7 +767,7 @@ export function preprocessRGBA(rgba, width, height, polarity = "auto") {
   };
   try {
     const w = crop.right - crop.left, h = crop.bottom - crop.top;
-    return fitAndCentre(reduceAndPreprocess(cropRGBA(rgba, width, crop), w, h, polarity).values);
+    return fitAndCentre(readDigit(cropRGBA(rgba, width, crop), w, h, polarity).values);
   } catch (error) {
     if (error instanceof NoDigitError) return first;
     throw error;
