@@ -202,18 +202,15 @@ def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -
         images, labels = data.in_memory(data.load_split(f"test[{mnist_slice.start}:{stop}]"))
         images, labels = images.numpy()[..., 0], labels.numpy()
     for i, (image, label) in enumerate(zip(images, labels)):
-        if part == "blank":
-            name = f"blank_{i:04d}.jpg"
-            scene = rng.choice(["plain", "lined", "desk", "far"])
-            picture, polarity = photo(image, rng, lined=scene == "lined", desk=scene == "desk", far=scene == "far")
-            picture.save(folder / name, quality=int(rng.integers(35, 95)))
-        elif part == "tight":
+        if part == "tight":
             name = f"tight_{i:04d}.png"
             picture, polarity = cut_out(image, rng)
             picture.save(folder / name)
         else:
-            name = f"photo_{i:04d}.jpg"
-            picture, polarity = photo(image, rng, lined=part == "lined", desk=part == "desk", far=part == "far")
+            # A blank picture is one of the photo parts' scenes, drawn at random.
+            scene = rng.choice(["plain", "lined", "desk", "far"]) if part == "blank" else part
+            name = f"{'blank' if part == 'blank' else 'photo'}_{i:04d}.jpg"
+            picture, polarity = photo(image, rng, lined=scene == "lined", desk=scene == "desk", far=scene == "far")
             picture.save(folder / name, quality=int(rng.integers(35, 95)))
         rows.append((name, int(label), "photo" if part in ("dev", "heldout", "final") else part, polarity))
     pens = load_digits()
