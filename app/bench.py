@@ -102,7 +102,7 @@ def training_throughput(config: ModelConfig, recipe: Recipe, pipeline: str, warm
         images = data.load_split("train")
     if pipeline == "current":
         ds = data.train_pipeline(images, recipe.batch_size, recipe.seed, shift=recipe.shift,
-                                 rotation=recipe.rotation, stroke=recipe.stroke)
+                                 rotation=recipe.rotation, stroke=recipe.stroke, blur=recipe.blur)
     else:
         ds = plain_pipeline(images, recipe.batch_size, recipe.seed, shift=recipe.shift, rotation=recipe.rotation)
     ds = ds.map(one_hot).repeat()

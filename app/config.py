@@ -115,6 +115,8 @@ class Recipe:
         rotation: largest random rotation of the augmentation, as a fraction of a full turn.
         stroke: the largest fraction of the way each image moves towards its 3x3 grey
             dilation or erosion (wider or narrower strokes, as other pens draw them).
+        blur: the share of training images shown at a low resolution (blurred strokes, as
+            small scans and pen-tablet digits are).
         seed: seeds weights, shuffling, dropout and augmentation.
         steps_per_execution: optimizer steps per call into the compiled training function;
             more than 1 saves Python and callback overhead per step without changing the
@@ -130,6 +132,7 @@ class Recipe:
     shift: float = 0.08
     rotation: float = 0.033
     stroke: float = 0.4
+    blur: float = 0.0
     seed: int = 0
     steps_per_execution: int = 8
 
@@ -151,6 +154,6 @@ class Recipe:
     def from_dict(cls, values: dict) -> Recipe:
         """Builds the recipe a run folder records (unknown keys are an error).
 
-        A recorded recipe without `stroke` trained without the stroke augmentation.
+        A recorded recipe without `stroke` or `blur` trained without that augmentation.
         """
-        return cls(**{"stroke": 0.0, **values})
+        return cls(**{"stroke": 0.0, "blur": 0.0, **values})

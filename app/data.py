@@ -115,6 +115,30 @@ def random_stroke(images, seed, stroke: float):
     return images + tf.abs(t) * (tf.where(t > 0, dilated, eroded) - images)
 
 
+BLUR_SIDES = (10, 14)  # the low resolutions of `random_blur`, in pixels per side
+
+
+def random_blur(images, seed, blur: float):
+    """Shows a random share of a batch's images at a low resolution, as scans of small digits.
+
+    A chosen image is averaged down to a side between `BLUR_SIDES` (one per batch; its 20-px digit
+    then spans 7 to 10 samples, as an 8x8 pen-tablet digit does) and resized back to
+    28x28 bilinearly: blurred strokes and filled-in loops, which MNIST's sharp scans lack.
+
+    Args:
+        images: float32 `[batch, 28, 28, channels]`.
+        seed: a stateless seed, two int64 values.
+        blur: the share of images shown at low resolution (0 turns it off).
+    """
+    height, width = images.shape[1], images.shape[2]
+    side = tf.random.stateless_uniform([], tf.random.experimental.stateless_fold_in(seed, 2),
+                                       BLUR_SIDES[0], BLUR_SIDES[1] + 1, dtype=tf.int32)
+    small = tf.image.resize(images, tf.stack([side, side]), method="area")
+    blurred = tf.image.resize(small, [height, width], method="bilinear")
+    chosen = tf.random.stateless_uniform([tf.shape(images)[0], 1, 1, 1], seed) < blur
+    return tf.where(chosen, blurred, images)
+
+
 def _to_float(images, labels):
     return tf.cast(images, tf.float32), labels
 
@@ -147,6 +171,7 @@ def train_pipeline(
     rotation: float = 0.0,
     first_epoch: int = 0,
     stroke: float = 0.0,
+    blur: float = 0.0,
 ) -> tf.data.Dataset:
     """Shuffled, augmented float32 batches of raw 0..255 pixels for training.
 
@@ -162,6 +187,7 @@ def train_pipeline(
         rotation: see `random_affine`.
         first_epoch: the epoch the first pass is (a resumed run starts past 0).
         stroke: see `random_stroke` (0 turns it off).
+        blur: see `random_blur` (0 turns it off).
     """
     images, labels = in_memory(ds)
     count = int(images.shape[0])
@@ -180,6 +206,8 @@ def train_pipeline(
         step_seed = tf.stack([epoch, step]) + seed * 1_000_003
         if stroke > 0:
             batch = random_stroke(batch, tf.random.experimental.stateless_fold_in(step_seed, 1), stroke)
+        if blur > 0:
+            batch = random_blur(batch, tf.random.experimental.stateless_fold_in(step_seed, 3), blur)
         if shift > 0 or rotation > 0:
             batch = random_affine(batch, step_seed, shift, rotation)
         return batch, targets

@@ -139,3 +139,23 @@ def test_random_stroke_thickens_and_thins_within_its_range():
     assert 1.15 < ink.max() <= 1 + 0.5 * (84 / 48 - 1) + 1e-5
     assert np.array_equal(data.random_stroke(tf.constant(bar), [3, 4], 0.0).numpy(), bar)
     assert np.array_equal(out, data.random_stroke(tf.constant(bar), [3, 4], 0.5).numpy())
+
+
+def test_random_blur_shows_a_share_of_the_images_at_a_low_resolution():
+    import tensorflow as tf
+
+    bar = np.zeros((64, 28, 28, 1), np.float32)
+    bar[:, 4:24, 12:15] = 255.0  # a 20 x 3 stroke, MNIST's digit height
+    out = data.random_blur(tf.constant(bar), [5, 6], 0.25).numpy()
+    changed = [i for i in range(64) if not np.array_equal(out[i], bar[i])]
+    assert 6 <= len(changed) <= 26  # a quarter of 64 is 16, give or take four spreads
+    # Each changed image is the bar averaged down to one of the sides and resized back.
+    candidates = [
+        tf.image.resize(tf.image.resize(bar[:1], [side, side], method="area"), [28, 28]).numpy()[0]
+        for side in range(data.BLUR_SIDES[0], data.BLUR_SIDES[1] + 1)
+    ]
+    for i in changed:
+        assert min(np.abs(out[i] - c).max() for c in candidates) < 1e-3
+        assert out[i].max() < 240 and abs(out[i].sum() / bar[i].sum() - 1) < 0.05  # softer, same ink
+    assert np.array_equal(data.random_blur(tf.constant(bar), [5, 6], 0.0).numpy(), bar)
+    assert np.array_equal(out, data.random_blur(tf.constant(bar), [5, 6], 0.25).numpy())

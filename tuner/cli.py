@@ -206,7 +206,8 @@ def run_search(args, out: Path, role: str, command: str) -> dict | None:
     train_raw = data.load_split(fit_split)
     images = int(train_raw.cardinality())
     train = data.train_pipeline(
-        train_raw, recipe.batch_size, recipe.seed, recipe.shift, recipe.rotation, stroke=recipe.stroke)
+        train_raw, recipe.batch_size, recipe.seed, recipe.shift, recipe.rotation, stroke=recipe.stroke,
+        blur=recipe.blur)
     validation = data.eval_pipeline(data.load_split(val_split))
     steps = -(-images // recipe.batch_size)
     tuner = make_tuner(args.budget, args.trials, recipe, out, seed=args.seed, floor=args.floor,
