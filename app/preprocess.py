@@ -91,6 +91,11 @@ contract" numbers the same steps, and the constants below are the only copy of t
     every side, kept on step 5's sheet (or the picture), times f and clipped to the picture.
     Their result replaces the first unless they find no digit. A small digit in a large
     picture is then read from its own pixels instead of a few dozen reduced ones.
+15. Shape: in the 28 x 28 result (step 14's when it found a digit, else step 13's), take the
+    bounding box (h x w) of the pixels above `SPECK_LEVEL`. When h < `FLAT_SHAPE` x w (a
+    bar) or, with h <= w, at least `SOLID_SHAPE` x h x w of its pixels are above `SPECK_LEVEL`
+    (a block): "no digit found". MNIST fits every digit's longer side to 20 pixels; none is
+    flatter than 0.4 or a filled square, but the edge of a shadow, a desk or a sheet is.
 """
 
 from __future__ import annotations
@@ -140,6 +145,8 @@ THICK_STROKE = 5.5  # strokes wider than this once fitted lose their soft edge (
 THIN_STROKE = 1.5  # strokes thinner than this once fitted are widened to twice this (MNIST's: at least 2)
 ZOOM_SIDE = 48  # a digit box at most this long in a reduced picture is read again at full size
 ZOOM_MARGIN = 0.5  # ... from a crop this share of the box's longer side wider on every side
+FLAT_SHAPE = 0.35  # a result whose lit box is less than this share of its width tall is a bar, no digit
+SOLID_SHAPE = 0.9  # ... and one lit on this share of a box no taller than wide is a block, no digit
 
 
 class NoDigitError(ValueError):
@@ -711,20 +718,36 @@ def digit_of(gray: np.ndarray, polarity: str = "auto") -> tuple[np.ndarray, tupl
     return values, (slice(rows.start + top, rows.stop + top), slice(cols.start + left, cols.stop + left)), sheet
 
 
+def digit_shaped(pixels: np.ndarray) -> np.ndarray:
+    """Step 15: returns the 28 x 28 `pixels` unless their lit part is a bar or a block.
+
+    Raises:
+        NoDigitError: the lit pixels' box is flat (`FLAT_SHAPE`) or solid (`SOLID_SHAPE`).
+    """
+    lit = pixels > SPECK_LEVEL
+    if not lit.any():
+        return pixels
+    rows, cols = np.nonzero(lit.any(axis=1))[0], np.nonzero(lit.any(axis=0))[0]
+    h, w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+    if h < FLAT_SHAPE * w or (h <= w and lit.sum() >= SOLID_SHAPE * h * w):
+        raise NoDigitError("no digit found (a bar or a block, not a digit's shape)")
+    return pixels
+
+
 def preprocess_gray(gray: np.ndarray, polarity: str = "auto") -> np.ndarray:
-    """Steps 5 to 13: gray levels (0..255, any size) to the model's uint8 `[28, 28]` input."""
-    return fit_and_centre(digit_of(gray, polarity)[0])
+    """Steps 5 to 13 and 15: gray levels (0..255, any size) to the model's uint8 `[28, 28]` input."""
+    return digit_shaped(fit_and_centre(digit_of(gray, polarity)[0]))
 
 
 def preprocess_image(image: Image.Image, polarity: str = "auto") -> np.ndarray:
-    """Steps 2 to 14 for a decoded Pillow image (EXIF orientation applied, full size)."""
+    """Steps 2 to 15 for a decoded Pillow image (EXIF orientation applied, full size)."""
     image = plain_mode(image)
     factor = reduction(image, WORK_SIDE)
     values, (rows, cols), (sheet_rows, sheet_cols) = digit_of(to_gray(reduce_to(image, WORK_SIDE)), polarity)
     first = fit_and_centre(values)
     longer = max(rows.stop - rows.start, cols.stop - cols.start)
     if factor == 1 or longer > ZOOM_SIDE:
-        return first
+        return digit_shaped(first)
     # Step 14: a small digit in a reduced picture, read again from the picture's own pixels,
     # from a crop around it that stays on the sheet.
     margin = int(ZOOM_MARGIN * longer)
@@ -735,7 +758,7 @@ def preprocess_image(image: Image.Image, polarity: str = "auto") -> np.ndarray:
     try:
         return preprocess_gray(to_gray(reduce_to(crop, WORK_SIDE)), polarity)
     except NoDigitError:
-        return first
+        return digit_shaped(first)
 
 
 def preprocess_file(path: str | os.PathLike, polarity: str = "auto") -> np.ndarray:

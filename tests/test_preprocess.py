@@ -373,6 +373,49 @@ def test_step14_a_small_digit_in_a_reduced_picture_is_read_again_from_its_own_pi
     np.testing.assert_array_equal(pp.preprocess_image(small), pp.preprocess_gray(pp.to_gray(small)))
 
 
+def test_step15_a_bar_or_a_block_is_no_digit():
+    refused = refused_shape()
+
+    def lit_box(h, w, dark=0):
+        pixels = np.zeros((28, 28), np.uint8)
+        pixels[4 : 4 + h, 4 : 4 + w] = 255
+        inside = pixels[5 : 3 + h, 5 : 3 + w]  # a view: the box's edges stay lit
+        inside.flat[:dark] = 30  # `dark` pixels inside the box at or under SPECK_LEVEL
+        return pixels
+
+    # A bar (its outline lit, 60 pixels inside it dark, so not a block): 7 x 20 is 0.35 of
+    # its width tall and kept; 6 x 20 is flatter and refused.
+    outline = lit_box(7, 20, dark=60)
+    assert pp.digit_shaped(outline) is outline
+    with pytest.raises(pp.NoDigitError, match=refused):
+        pp.digit_shaped(lit_box(6, 20, dark=60))
+    # A block: 20 x 20 lit on 360 of its 400 pixels (0.9) is refused, on 359 kept.
+    with pytest.raises(pp.NoDigitError, match=refused):
+        pp.digit_shaped(lit_box(20, 20, dark=40))
+    kept = lit_box(20, 20, dark=41)
+    assert pp.digit_shaped(kept) is kept
+    # Taller than wide and lit whole (a thick "1"), or nothing lit at all: kept.
+    tall, empty = lit_box(21, 20), np.zeros((28, 28), np.uint8)
+    assert pp.digit_shaped(tall) is tall and pp.digit_shaped(empty) is empty
+
+
+def test_step15_refuses_a_dash_and_a_patch_that_steps_5_to_13_read():
+    dash = np.full((120, 160), 230.0, np.float32)
+    dash[58:62, 40:100] = 40  # a dark dash, 60 x 4: too short for a ruled line
+    patch = np.full((240, 240), 230.0, np.float32)
+    patch[100:140, 90:130] = 60  # a dark square, narrower than step 6's window
+    for gray in (dash, patch):
+        assert pp.fit_and_centre(pp.digit_of(gray)[0]).max() == 255  # read as ink ...
+        with pytest.raises(pp.NoDigitError, match=refused_shape()):  # ... but no digit's shape
+            pp.preprocess_gray(gray)
+        with pytest.raises(pp.NoDigitError, match=refused_shape()):
+            pp.preprocess_image(Image.fromarray(gray.astype(np.uint8)))
+
+
+def refused_shape() -> str:
+    return r"^no digit found \(a bar or a block, not a digit's shape\)$"
+
+
 @pytest.mark.parametrize("name, gray", [
     ("blank", np.zeros((40, 40))),
     ("white", np.full((40, 40), 255.0)),

@@ -115,6 +115,13 @@ def run_page(tmp: Path) -> None:
         page[top : top + 2] = 150
     files.append(tmp / "ruled_blank.png")
     Image.fromarray(page).save(files[-1])
+    # A dash and a dark square on paper: read as ink, refused by step 15 as no digit's shape.
+    for name, (rows, cols) in (("dash.png", (slice(58, 62), slice(40, 100))),
+                               ("patch.png", (slice(100, 140), slice(90, 130)))):
+        paper = np.full((120, 160) if name == "dash.png" else (240, 240), 230, np.uint8)
+        paper[rows, cols] = 40
+        files.append(tmp / name)
+        Image.fromarray(paper).save(files[-1])
     (tmp / "files.json").write_text(json.dumps([str(p.relative_to(tmp)) for p in files]))
     blank = tmp / "blank.png"
     Image.new("L", (64, 64), 230).save(blank)
@@ -196,6 +203,9 @@ def test_contract_in_javascript_agrees_with_predict(browser):
     assert zoomed >= FAR // 2
     assert browser["refused"]["ruled_blank.png"] == answers["ruled_blank.png"]["error"] == (
         "no digit found (only specks or noise)")
+    for name in ("dash.png", "patch.png"):
+        assert browser["refused"][name] == answers[name]["error"] == (
+            "no digit found (a bar or a block, not a digit's shape)"), name
     for name in ("thin_7.png", "hairline_7.png"):
         assert name not in browser["refused"], browser["refused"].get(name)
         assert browser["predicted"][name]["digit"] == answers[name]["digit"] == 7, name
@@ -243,7 +253,7 @@ def test_javascript_constants_equal_python():
     python = {name: getattr(preprocess, name) for name in constants}
     assert {k: float(v.replace("_", "")) for k, v in constants.items()} == python
     names = re.findall(r"^([A-Z_]+) = ", Path(preprocess.__file__).read_text(), re.M)
-    assert sorted(constants) == sorted(names) and len(names) == 36
+    assert sorted(constants) == sorted(names) and len(names) == 38
 
 
 def test_javascript_module_imports_resolve_locally():

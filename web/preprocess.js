@@ -45,6 +45,8 @@ export const THICK_STROKE = 5.5; // strokes wider than this once fitted lose the
 export const THIN_STROKE = 1.5; // strokes thinner than this once fitted are widened to twice this (MNIST's: at least 2)
 export const ZOOM_SIDE = 48; // a digit box at most this long in a reduced picture is read again at full size
 export const ZOOM_MARGIN = 0.5; // ... from a crop this share of the box's longer side wider on every side
+export const FLAT_SHAPE = 0.35; // a result whose lit box is less than this share of its width tall is a bar, no digit
+export const SOLID_SHAPE = 0.9; // ... and one lit on this share of a box no taller than wide is a block, no digit
 
 const f32 = Math.fround;
 
@@ -729,9 +731,30 @@ function digitOf(gray, polarity) {
   };
 }
 
-/** Steps 5 to 13: a gray image to the model's input, uint8 [28 * 28], light digit on black. */
+// --- step 15: no bar and no block ---------------------------------------------------------------
+
+/** Step 15: the 28x28 `pixels` unless their lit part is a bar or a block. Throws NoDigitError. */
+export function digitShaped(pixels) {
+  let top = SIZE, bottom = -1, left = SIZE, right = -1, lit = 0;
+  for (let y = 0; y < SIZE; y++) {
+    for (let x = 0; x < SIZE; x++) {
+      if (!(pixels[y * SIZE + x] > SPECK_LEVEL)) continue;
+      lit++;
+      top = Math.min(top, y); bottom = Math.max(bottom, y);
+      left = Math.min(left, x); right = Math.max(right, x);
+    }
+  }
+  if (lit === 0) return pixels;
+  const h = bottom - top + 1, w = right - left + 1;
+  if (h < FLAT_SHAPE * w || (h <= w && lit >= SOLID_SHAPE * h * w)) {
+    throw new NoDigitError("no digit found (a bar or a block, not a digit's shape)");
+  }
+  return pixels;
+}
+
+/** Steps 5 to 13 and 15: a gray image to the model's input, uint8 [28 * 28], light digit on black. */
 export function preprocessGray(gray, polarity = "auto") {
-  return fitAndCentre(digitOf(gray, polarity).values);
+  return digitShaped(fitAndCentre(digitOf(gray, polarity).values));
 }
 
 /** The pixels of RGBA bytes inside [left, right) x [top, bottom). */
@@ -750,12 +773,12 @@ function readDigit(rgba, width, height, polarity) {
   return { factor, ...digitOf(toGray(reduced.rgba, reduced.width, reduced.height), polarity) };
 }
 
-/** Steps 2 (the reduction) to 14 for decoded RGBA bytes, such as a canvas's ImageData. */
+/** Steps 2 (the reduction) to 15 for decoded RGBA bytes, such as a canvas's ImageData. */
 export function preprocessRGBA(rgba, width, height, polarity = "auto") {
   const { factor, values, box, area } = readDigit(rgba, width, height, polarity);
   const first = fitAndCentre(values);
   const longer = Math.max(box.bottom - box.top, box.right - box.left);
-  if (factor === 1 || longer > ZOOM_SIDE) return first;
+  if (factor === 1 || longer > ZOOM_SIDE) return digitShaped(first);
   // Step 14: a small digit in a reduced picture, read again from the picture's own pixels,
   // from a crop around it that stays on the sheet.
   const margin = Math.trunc(ZOOM_MARGIN * longer);
@@ -767,9 +790,9 @@ export function preprocessRGBA(rgba, width, height, polarity = "auto") {
   };
   try {
     const w = crop.right - crop.left, h = crop.bottom - crop.top;
-    return fitAndCentre(readDigit(cropRGBA(rgba, width, crop), w, h, polarity).values);
+    return digitShaped(fitAndCentre(readDigit(cropRGBA(rgba, width, crop), w, h, polarity).values));
   } catch (error) {
-    if (error instanceof NoDigitError) return first;
+    if (error instanceof NoDigitError) return digitShaped(first);
     throw error;
   }
 }
