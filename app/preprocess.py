@@ -100,6 +100,7 @@ contract" numbers the same steps, and the constants below are the only copy of t
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
@@ -170,7 +171,7 @@ def decode(path: str | os.PathLike) -> Image.Image:
     """Steps 1 and 2's decoding: reads an image file, refusing missing, empty, huge and non-image files.
 
     Args:
-        path: a PNG, JPEG or any image Pillow reads.
+        path: a PNG, JPEG, HEIC or any image Pillow reads.
 
     Returns:
         The decoded image in mode L, LA, RGB or RGBA, EXIF orientation applied, at full size
@@ -190,7 +191,7 @@ def decode(path: str | os.PathLike) -> Image.Image:
         with warnings.catch_warnings():
             # Pillow warns from 89 MP on; our own limit, checked next, is the one that counts.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)  # reads the header only
+            image = open_header(path)
         with image:
             width, height = image.size
             if width * height > MAX_PIXELS:
@@ -207,6 +208,35 @@ def decode(path: str | os.PathLike) -> Image.Image:
         raise ImageFileError(f"not an image ({type(error).__name__})") from None
     except (OSError, ValueError, SyntaxError, EOFError) as error:  # truncated or corrupt data
         raise ImageFileError(f"damaged image data ({type(error).__name__}: {error})") from None
+
+
+def open_header(path: Path) -> Image.Image:
+    """`Image.open` (the header only), also for HEIF/HEIC files, such as an iPhone's photos.
+
+    Pillow reads no HEIF by itself; pillow-heif's plugin is loaded when a file Pillow cannot
+    identify is an ISO media file (bytes 4-8 "ftyp"), so other files never pay its import.
+    """
+    try:
+        return Image.open(path)
+    except UnidentifiedImageError:
+        if not path.is_file():  # a pipe: its bytes are spent
+            raise
+        with open(path, "rb") as file:
+            is_media_file = file.read(12)[4:8] == b"ftyp"
+        if not (is_media_file and heif_plugin()):
+            raise
+        return Image.open(path)
+
+
+@functools.cache
+def heif_plugin() -> bool:
+    """Registers pillow-heif's Pillow plugin, once; False when it is not installed."""
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return False
+    register_heif_opener()
+    return True
 
 
 def plain_mode(image: Image.Image) -> Image.Image:

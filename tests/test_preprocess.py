@@ -1,10 +1,17 @@
 """The preprocessing contract, step by step, on small synthetic images (see app/preprocess.py)."""
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
 from app import preprocess as pp
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def one_stroke(height=120, width=90, paper=(225, 215, 170), ink=(40, 40, 90)):
@@ -13,6 +20,34 @@ def one_stroke(height=120, width=90, paper=(225, 215, 170), ink=(40, 40, 90)):
     image[:] = paper
     image[20:90, 60:68] = ink
     return image
+
+
+def test_step2_a_heic_photo_is_decoded_like_the_same_picture_as_png(tmp_path):
+    pillow_heif = pytest.importorskip("pillow_heif")  # a pinned requirement
+    image = Image.new("L", (300, 240), 225)
+    ImageDraw.Draw(image).line([(100, 60), (200, 60), (140, 190)], fill=35, width=14, joint="curve")  # a 7
+    image.save(tmp_path / "seven.png")
+    pillow_heif.from_pillow(image.convert("RGB")).save(tmp_path / "seven.heic", quality=95)
+    assert (tmp_path / "seven.heic").read_bytes()[4:8] == b"ftyp"  # an ISO media file, as an iPhone writes
+    (tmp_path / "clip.heic").write_bytes(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic")
+    # In a fresh process, where nothing has loaded pillow-heif's plugin: decode loads it.
+    script = f"""
+import json, sys, numpy as np
+from app import preprocess as pp
+decoded = pp.decode({str(tmp_path / "seven.heic")!r})
+png, heic = (pp.preprocess_file({str(tmp_path)!r} + name) for name in ("/seven.png", "/seven.heic"))
+try:
+    pp.decode({str(tmp_path / "clip.heic")!r})
+except pp.ImageFileError as error:
+    clip = str(error)
+print(json.dumps([decoded.size, decoded.mode, int(np.abs(png.astype(int) - heic.astype(int)).max()), clip]))
+"""
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    size, mode, difference, clip = json.loads(out.stdout)
+    assert size == [300, 240] and mode == "RGB"
+    assert difference <= 2  # lossy, but the same digit
+    assert clip == "not an image (UnidentifiedImageError)"  # a media file that is no picture
 
 
 def test_step1_too_many_pixels_is_refused_from_the_header(tmp_path):
