@@ -1,6 +1,6 @@
 """A development set of real-world digit images, made from a seed (never committed).
 
-Seven kinds in eight parts with their own sources and seeds:
+Eight kinds in nine parts with their own sources and seeds:
 - `photo`: MNIST test digits re-rendered as photographs: a random scale and place on a
   larger canvas, tinted paper with a gradient and a soft shadow, thicker or thinner strokes,
   a small rotation, blur, sensor noise and JPEG compression; a quarter are light chalk on a
@@ -18,6 +18,9 @@ Seven kinds in eight parts with their own sources and seeds:
 - `blank`: photos as above with no digit at all, plain, ruled, on a desk or large, whose
   right answer is a refusal ("no digit found"); their label is `NO_DIGIT` (the `blank` part
   only).
+- `boxed`: photos as above, in ink, of a digit written inside a box drawn or printed around
+  it (a form's field), the box at most a few degrees turned, sometimes touching the digit
+  (the `boxed` part only).
 
 `dev/` is for tuning the preprocessing constants and the training recipe; `heldout/` and
 `final/` are only for reporting. The photo digits come from the MNIST test split (the model
@@ -27,7 +30,9 @@ second half again with its own seed: new pictures of digits `heldout` also holds
 (test images 9000-9999, no pen digits) measures the contract's ruled-line step, `desk/`
 (test images 2000-2999, no pen digits) its sheet step, `tight/` (test images 3000-3999, no
 pen digits) its margin step, `far/` (test images 4000-4999, no pen digits) small digits,
-`blank/` (1,000 pictures, no digits) the refusal of pictures with none.
+`blank/` (1,000 pictures, no digits) the refusal of pictures with none, `boxed/` (test images
+1000-1999 again, the second half of `dev`'s, in new pictures) the clearing of a box around
+the digit.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import csv
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFilter, ImageOps
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 PARTS = {
     # part: (seed offset, MNIST test slice, which half of the pen digits)
@@ -48,6 +53,7 @@ PARTS = {
     "tight": (5, slice(3000, 4000), None),
     "far": (6, slice(4000, 5000), None),
     "blank": (7, slice(0, 1000), None),  # the slice counts pictures: none of them holds a digit
+    "boxed": (8, slice(1000, 2000), None),
 }
 NO_DIGIT = -1  # the label of a picture without a digit: refusing it is the right answer
 
@@ -94,7 +100,7 @@ def ruling(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False,
-          desk: bool = False, far: bool = False) -> tuple[Image.Image, str]:
+          desk: bool = False, far: bool = False, boxed: bool = False) -> tuple[Image.Image, str]:
     """An MNIST digit (uint8 28x28, light on dark) photographed on paper.
 
     Args:
@@ -103,6 +109,7 @@ def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False,
         lined: on ruled or squared paper, in ink.
         desk: a sheet covering 55-90% of the picture's height and width on a darker desk, in ink.
         far: a digit 5-30% of the shorter side on a 480-1,200 px picture, in ink.
+        boxed: inside a box drawn around the digit, in ink.
 
     Returns:
         The RGB image and its polarity ("dark-on-light" for ink, "light-on-dark" for chalk).
@@ -127,7 +134,9 @@ def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False,
     h, w = min(ink.height, box[2]), min(ink.width, box[3])
     top, left = box[0] + int(rng.integers(0, box[2] - h + 1)), box[1] + int(rng.integers(0, box[3] - w + 1))
     alpha[top : top + h, left : left + w] = np.asarray(ink, np.float32)[:h, :w] / 255.0
-    dark = rng.random() < 0.25 and not (lined or desk or far)
+    if boxed:
+        alpha = np.maximum(alpha, box_around((top, left, h, w), alpha.shape, rng))
+    dark = rng.random() < 0.25 and not (lined or desk or far or boxed)
     sheet, shade = paper(height, width, rng, dark)
     if lined:  # blue or grey lines, fainter than the ink
         lines = float(sheet.mean()) * rng.uniform(0.55, 0.85) * np.array([1, 1, rng.uniform(1, 1.4)])
@@ -149,6 +158,26 @@ def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False,
     image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.5)))
     noisy = np.asarray(image, np.float32) + rng.normal(0, rng.uniform(2, 12), (height, width, 1))
     return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)), "light-on-dark" if dark else "dark-on-light"
+
+
+def box_around(placed: tuple[int, int, int, int], shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """The coverage (0..1) of a box drawn around a digit placed at (top, left, height, width).
+
+    The box stands 0-15% of the digit's side off its square (MNIST's digit fills the middle
+    20 of 28 pixels, so a small margin touches it), 1-4% of the side thick, at 0.6-1.0 of the
+    ink's strength (a printed box is often fainter), turned by up to 4 degrees.
+    """
+    top, left, h, w = placed
+    side = max(h, w)
+    margin, thick = int(rng.uniform(0, 0.15) * side), max(1, int(rng.uniform(0.01, 0.04) * side))
+    height, width = shape
+    corners = [max(left - margin, 0), max(top - margin, 0),
+               min(left + w + margin, width - 1), min(top + h + margin, height - 1)]
+    frame = Image.new("L", (width, height), 0)
+    ImageDraw.Draw(frame).rectangle(corners, outline=int(255 * rng.uniform(0.6, 1.0)), width=thick)
+    centre = ((corners[0] + corners[2]) / 2, (corners[1] + corners[3]) / 2)
+    frame = frame.rotate(rng.uniform(-4, 4), resample=Image.BILINEAR, center=centre)
+    return np.asarray(frame, np.float32) / 255.0
 
 
 def cut_out(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, str]:
@@ -177,7 +206,7 @@ def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -
 
     Args:
         out: the set's folder (`out/part/` is written).
-        part: "dev", "heldout", "final", "lined", "desk", "tight", "far" or "blank".
+        part: "dev", "heldout", "final", "lined", "desk", "tight", "far", "blank" or "boxed".
         seed: the base seed; each part adds its own offset.
         limit: at most this many images of each kind (a smoke test); None for all.
 
@@ -210,7 +239,8 @@ def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -
             # A blank picture is one of the photo parts' scenes, drawn at random.
             scene = rng.choice(["plain", "lined", "desk", "far"]) if part == "blank" else part
             name = f"{'blank' if part == 'blank' else 'photo'}_{i:04d}.jpg"
-            picture, polarity = photo(image, rng, lined=scene == "lined", desk=scene == "desk", far=scene == "far")
+            picture, polarity = photo(image, rng, lined=scene == "lined", desk=scene == "desk", far=scene == "far",
+                                      boxed=scene == "boxed")
             picture.save(folder / name, quality=int(rng.integers(35, 95)))
         rows.append((name, int(label), "photo" if part in ("dev", "heldout", "final") else part, polarity))
     pens = load_digits()

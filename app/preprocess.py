@@ -61,6 +61,16 @@ contract" numbers the same steps, and the constants below are the only copy of t
    are one 8-connected piece: a lone stroke (a "1" from edge to edge is a line by every
    test) is then the digit, and the specks are removed from the image as it was before
    clearing. Two or more lines with nothing left are a ruled page: "no digit found".
+   Last, a box drawn around the digit (a form's field): in the bounding box of the pixels
+   above `SPECK_LEVEL`, then in that of each of their 8-connected components (largest first,
+   the first on a tie), each at least `MIN_BOX` pixels tall and wide, the lines are found as
+   above, except that a line of slope k may stop short of both ends by ceil(height x |k| / 64)
+   more (the sides of the other direction, turned alike, drift that far). When row lines
+   lie within `LINE_WIDTH` of its top and bottom and column lines within `LINE_WIDTH` of its
+   left and right, they are cleared as above and the specks step runs on the bounding box
+   alone; when that keeps a digit at least `LINE_WIDTH` from every edge of the bounding box,
+   it is the result (zero outside the bounding box); otherwise the next bounding box is
+   tried, and after the last the values stay as they were.
 9. Stroke width: w = 2 x (pixels above `SPECK_LEVEL`) / (those of them with a 4-neighbour,
    or the image's edge, not above it): a stroke's area over half its outline. When the
    window max(3, floor(`STROKE_WINDOWS` w) | 1) is narrower than step 6's, steps 6-8 run
@@ -140,6 +150,7 @@ LINE_SHARE = 0.85  # a slice lit on this share of its pixels is a ruled line (a 
 LINE_END = 0.02  # ... when it is lit this close to both its ends, as a share of the width
 LINE_WIDTH = 4  # ... and the slices this far away on either side are mostly paper
 LINE_SLOPES = 9  # line slopes tried: k/64 for |k| up to this (about 8 degrees)
+MIN_BOX = 32  # a box around the digit is looked for only when the ink spans this many pixels both ways
 STROKE_WINDOWS = 5  # the second pass's opening is this many stroke widths wide
 MARGIN = 0.25  # paper added around a digit cut out to its own box, as a share of the longer side
 THICK_STROKE = 5.5  # strokes wider than this once fitted lose their soft edge (MNIST's: about 3.3)
@@ -459,7 +470,7 @@ def normalise(ink: np.ndarray, dark_ink: bool = False, window: int | None = None
 
     cleared = clear_lines(values)
     try:
-        return keep_digit(cleared)
+        return clear_box(keep_digit(cleared))
     except NoDigitError:
         # Clearing left no digit: one line may be a lone stroke ("1"), but several are a
         # ruled page with nothing written on it.
@@ -501,8 +512,13 @@ def keep_digit(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def row_lines(ink: np.ndarray) -> np.ndarray:
-    """Step 8's ruled lines along the rows of a mask: the pixels of the line slices."""
+def row_lines(ink: np.ndarray, box: bool = False) -> np.ndarray:
+    """Step 8's ruled lines along the rows of a mask: the pixels of the line slices.
+
+    With `box`, the mask is a box's bounding box: turned by the lines' slope k / 64, a side
+    stops short of its ends by as much as the sides of the other direction, turned alike,
+    drift across it (height x |k| / 64, rounded up) more.
+    """
     height, width = ink.shape
     found = np.zeros_like(ink)
     # A slice holds one pixel per column and spans at most `span` rows, so when no band of
@@ -539,7 +555,7 @@ def row_lines(ink: np.ndarray) -> np.ndarray:
     lines &= paper[:size] & paper[2 * LINE_WIDTH :]
     # A line runs from edge to edge: lit within LINE_END of the width of both its ends (in it
     # or the slices beside it, where a line turned between two slopes drifts).
-    ends = int(LINE_END * width)
+    ends = int(LINE_END * width) + ((height * abs(k) + 63) // 64 if box else 0)
     lit_slices, lit_xs = slices[ink.ravel()], all_xs[ink.ravel()]
     for r in np.flatnonzero(lines):
         inside = all_xs[slices == r]
@@ -550,10 +566,10 @@ def row_lines(ink: np.ndarray) -> np.ndarray:
     return found
 
 
-def lines_of(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def lines_of(values: np.ndarray, box: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Step 8's ruled lines among the pixels above `LINE_LEVEL`: the row lines' and the column lines' masks."""
     lit = values > LINE_LEVEL
-    return row_lines(lit), row_lines(lit.T).T
+    return row_lines(lit, box), row_lines(lit.T, box).T
 
 
 def line_count(values: np.ndarray) -> int:
@@ -564,18 +580,19 @@ def line_count(values: np.ndarray) -> int:
     return label(rows | columns, structure=np.ones((3, 3), bool))[1]
 
 
-def clear_lines(values: np.ndarray) -> np.ndarray:
+def clear_lines(values: np.ndarray, box: bool = False) -> np.ndarray:
     """Step 8's ruled lines set to 0, except where a stroke crosses them.
 
     A ruled line crosses the whole picture almost straight; a digit's stroke, however long,
     fills less than `LINE_SHARE` of the picture's width or stops short of its ends. A line's
     pixels and their 8-neighbours are cleared unless the pixels `LINE_WIDTH` away across the
     line, on both sides, are strokes (above `SPECK_LEVEL`, not on a line of the other
-    direction): there a stroke crosses the line.
+    direction): there a stroke crosses the line. With `box`, `values` is a box's bounding box
+    (see `row_lines`).
     """
     from scipy.ndimage import binary_dilation, shift
 
-    rows, columns = lines_of(values)
+    rows, columns = lines_of(values, box)
     if not (rows.any() or columns.any()):  # most pictures
         return values
     above = values > SPECK_LEVEL
@@ -588,6 +605,74 @@ def clear_lines(values: np.ndarray) -> np.ndarray:
             crossing = shift(strokes, (dy, dx), order=0, cval=False) & shift(strokes, (-dy, -dx), order=0, cval=False)
             clear |= binary_dilation(lines, structure=np.ones((3, 3), bool)) & ~crossing
     return np.where(clear, 0.0, values) if clear.any() else values
+
+
+def clear_box(values: np.ndarray) -> np.ndarray:
+    """Step 8's box: a box drawn around the digit (a form's, or one a user drew) is cleared.
+
+    The box is looked for around all the pixels above `SPECK_LEVEL`, then around each of
+    their 8-connected pieces, largest first (a shadow's remnant may lie outside the box), in
+    bounding boxes at least `MIN_BOX` pixels tall and wide. In one, the ruled lines are found
+    as on the whole picture; when row lines lie within `LINE_WIDTH` of its top and of its
+    bottom and column lines within `LINE_WIDTH` of its left and right, its lit pixels are a
+    box with the digit inside: the lines are cleared (where no stroke crosses them), the
+    specks step runs again on what is inside, and what is outside is dropped. A digit never
+    has straight lines on all four sides of its own box; should clearing them leave nothing,
+    or pieces within `LINE_WIDTH` of the box's edge (the corners of a "0" drawn as a
+    rectangle), the next bounding box is tried, and after the last the values stay.
+    """
+    from scipy.ndimage import find_objects, label
+
+    lit = values > SPECK_LEVEL
+    rows, cols = np.flatnonzero(lit.any(axis=1)), np.flatnonzero(lit.any(axis=0))
+    whole = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
+    if min(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 < MIN_BOX:  # nor is any piece's box
+        return values
+    components, count = label(lit[whole], structure=np.ones((3, 3), bool))
+    sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
+    pieces = [(slice(rows[0] + r.start, rows[0] + r.stop), slice(cols[0] + c.start, cols[0] + c.stop))
+              for r, c in find_objects(components)]
+    # Largest first, the first on a tie (a stable sort); a lone piece's box is `whole` again.
+    for box in [whole] + [pieces[i] for i in np.argsort(-sizes, kind="stable") if count > 1]:
+        inside = box_contents(values[box])
+        if inside is not None:
+            out = np.zeros_like(values)
+            out[box] = inside
+            return out
+    return values
+
+
+def box_contents(crop: np.ndarray) -> np.ndarray | None:
+    """What `clear_box` keeps of one bounding box, or None when its lit pixels hold no box."""
+    height, width = crop.shape
+    if min(height, width) < MIN_BOX:  # a digit's own strokes would pass for sides
+        return None
+    # A side is a line (at least LINE_SHARE of half the crop's width lit, one pixel a column)
+    # that starts within LINE_WIDTH of the edge and drifts at most LINE_SLOPES / 64 across:
+    # when an edge's band is lit in fewer columns, there is no box (most digits stop here).
+    lit = crop > LINE_LEVEL
+    for band, span in ((lit[: LINE_WIDTH + (width * LINE_SLOPES) // 64 + 2], width),
+                       (lit[-(LINE_WIDTH + (width * LINE_SLOPES) // 64 + 2) :], width),
+                       (lit[:, : LINE_WIDTH + (height * LINE_SLOPES) // 64 + 2].T, height),
+                       (lit[:, -(LINE_WIDTH + (height * LINE_SLOPES) // 64 + 2) :].T, height)):
+        if np.count_nonzero(band.any(axis=0)) < LINE_SHARE * span / 2:
+            return None
+    across = row_lines(lit, box=True)
+    if not (across[:LINE_WIDTH].any() and across[-LINE_WIDTH:].any()):
+        return None
+    down = row_lines(lit.T, box=True).T
+    if not (down[:, :LINE_WIDTH].any() and down[:, -LINE_WIDTH:].any()):
+        return None
+    try:
+        inside = keep_digit(clear_lines(crop, box=True))
+    except NoDigitError:
+        return None
+    # What a box holds stays clear of its sides; the corners of a boxy "0" would not.
+    lit = inside > SPECK_LEVEL
+    rows, cols = np.flatnonzero(lit.any(axis=1)), np.flatnonzero(lit.any(axis=0))
+    if min(rows[0], cols[0], height - 1 - rows[-1], width - 1 - cols[-1]) < LINE_WIDTH:
+        return None
+    return inside
 
 
 def stroke_width(values: np.ndarray) -> float:

@@ -144,3 +144,14 @@ def test_realworld_scores_written_parts_without_tensorflow(tmp_path):
     assert result.stdout.splitlines()[-1].split() == ["0", "False"], result.stderr
     text = report.read_text()
     assert "| dev | photo | 3 |" in text and "| dev | pen | 3 |" in text and "MNIST" not in text
+
+
+def test_boxed_part_is_ink_photos_of_a_digit_inside_a_box(tmp_path):
+    rows = devset.read_labels(devset.write(tmp_path, "boxed", seed=3, limit=6))
+    assert [(kind, polarity) for _, _, kind, polarity in rows] == [("boxed", "dark-on-light")] * 6  # no pens
+    coverage = devset.box_around((40, 50, 100, 80), (200, 240), np.random.default_rng(0))
+    assert coverage.shape == (200, 240) and 0.6 <= coverage.max() <= 1.0
+    # A ring around the digit's place: nothing inside it, nothing far outside it.
+    assert coverage[60:120, 70:110].max() == 0 and coverage[:20].max() == 0 and coverage[170:].max() == 0
+    lit_rows = np.flatnonzero(coverage.max(axis=1) > 0.3)
+    assert 40 - 15 - 2 <= lit_rows.min() <= 40 and 140 <= lit_rows.max() <= 140 + 15 + 2  # 0-15% of 100 off

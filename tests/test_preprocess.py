@@ -255,6 +255,34 @@ def test_step8_a_ruled_page_with_nothing_written_is_refused():
         pp.preprocess_gray(gray)
 
 
+def test_step8_a_box_drawn_around_the_digit_is_cleared():
+    def boxed(side=100, turn=0.0, speck=False):
+        values = Image.new("L", (side, side), 0)
+        draw = ImageDraw.Draw(values)
+        draw.rectangle([10, 10, side - 11, side - 11], outline=255, width=2)  # the box, 2 px thick
+        draw.rectangle([side // 2 - 2, side // 4, side // 2 + 1, side - side // 4 - 1], fill=255)  # a "1", 4 px wide
+        if speck:
+            draw.rectangle([1, 1, 4, 4], fill=255)  # a remnant outside the box
+        return np.asarray(values.rotate(turn, resample=Image.BILINEAR), np.float32)
+
+    def lit_box(values):
+        ys, xs = np.nonzero(values > pp.SPECK_LEVEL)
+        return ys.min(), ys.max(), xs.min(), xs.max()
+
+    assert lit_box(pp.clear_box(boxed())) == (25, 74, 48, 51)  # the "1" alone
+    assert lit_box(pp.clear_box(boxed(speck=True))) == (25, 74, 48, 51)  # the box's own bounding box
+    # Turned 4 degrees (slope 4.5/64): its sides stop up to 7 px short of their bounding box's ends.
+    turned = pp.clear_box(boxed(turn=4))
+    top, bottom, left, right = lit_box(turned)
+    assert 20 <= top and bottom <= 79 and 44 <= left and right <= 55  # the "1" alone, turned
+    # Nothing inside (a "0" drawn as a rectangle), or a box under MIN_BOX pixels: they stay.
+    empty = boxed()
+    empty[25:75, 48:52] = 0
+    assert pp.clear_box(empty) is empty
+    small = boxed(side=pp.MIN_BOX - 1)
+    assert pp.clear_box(small) is small
+
+
 def test_step9_stroke_width_is_area_over_half_the_outline():
     values = np.zeros((80, 40), np.float32)
     values[10:70, 17:23] = 255  # a bar 60 x 6

@@ -33,6 +33,7 @@ MNIST_IMAGES = 200
 PHOTOS = 50
 TIGHT = 10
 FAR = 8
+BOXED = 8
 
 # Strokes in 0..1 of the canvas, drawn with the mouse (pointer events) as a user would.
 DRAWINGS = {
@@ -95,6 +96,10 @@ def run_page(tmp: Path) -> None:
     for i, (path, *_) in enumerate(devset.read_labels(devset.write(tmp / "devset", "far", limit=FAR))):
         files.append(tmp / f"far_{i}.jpg")
         shutil.copy(path, files[-1])
+    # Digits inside a box drawn around them (contract step 8's box).
+    for i, (path, *_) in enumerate(devset.read_labels(devset.write(tmp / "devset", "boxed", limit=BOXED))):
+        files.append(tmp / f"boxed_{i}.jpg")
+        shutil.copy(path, files[-1])
     # MNIST digits cut out to their own box (contract step 10), x4, half of them dark on light.
     for i, image in enumerate(mnist[:TIGHT]):
         ys, xs = np.nonzero(image)
@@ -115,6 +120,13 @@ def run_page(tmp: Path) -> None:
         page[top : top + 2] = 150
     files.append(tmp / "ruled_blank.png")
     Image.fromarray(page).save(files[-1])
+    # A "7" inside a box drawn around it, turned 3 degrees: step 8 clears the box.
+    boxed = Image.new("L", (320, 300), 230)
+    draw = ImageDraw.Draw(boxed)
+    draw.rectangle([70, 50, 250, 260], outline=60, width=4)
+    draw.line([(110, 90), (210, 90), (150, 230)], fill=30, width=10, joint="curve")
+    files.append(tmp / "boxed_7.png")
+    boxed.rotate(3, resample=Image.BILINEAR, fillcolor=230).save(files[-1])
     # A dash and a dark square on paper: read as ink, refused by step 15 as no digit's shape.
     for name, (rows, cols) in (("dash.png", (slice(58, 62), slice(40, 100))),
                                ("patch.png", (slice(100, 140), slice(90, 130)))):
@@ -206,7 +218,7 @@ def test_contract_in_javascript_agrees_with_predict(browser):
     for name in ("dash.png", "patch.png"):
         assert browser["refused"][name] == answers[name]["error"] == (
             "no digit found (a bar or a block, not a digit's shape)"), name
-    for name in ("thin_7.png", "hairline_7.png"):
+    for name in ("thin_7.png", "hairline_7.png", "boxed_7.png"):
         assert name not in browser["refused"], browser["refused"].get(name)
         assert browser["predicted"][name]["digit"] == answers[name]["digit"] == 7, name
     close = total = 0
@@ -221,7 +233,7 @@ def test_contract_in_javascript_agrees_with_predict(browser):
         python = np.asarray(Image.open(browser["seen"] / f"{path.name}.png"), np.int16)
         javascript = np.array(answer["pixels"], np.int16).reshape(28, 28)
         close += int((np.abs(python - javascript) <= 1).sum())
-        if path.name in ("thin_7.png", "hairline_7.png"):  # PNGs: no decoder differs, steps 7 and 11 alike
+        if path.name in ("thin_7.png", "hairline_7.png", "boxed_7.png"):  # PNGs: no decoder differs
             assert np.abs(python - javascript).max() <= 1 and javascript.max() == 255
         total += python.size
     assert close / total >= 0.99, f"only {close / total:.4f} of the pixels within one grey level"
@@ -253,7 +265,7 @@ def test_javascript_constants_equal_python():
     python = {name: getattr(preprocess, name) for name in constants}
     assert {k: float(v.replace("_", "")) for k, v in constants.items()} == python
     names = re.findall(r"^([A-Z_]+) = ", Path(preprocess.__file__).read_text(), re.M)
-    assert sorted(constants) == sorted(names) and len(names) == 38
+    assert sorted(constants) == sorted(names) and len(names) == 39
 
 
 def test_javascript_module_imports_resolve_locally():

@@ -39,6 +39,7 @@ export const LINE_SHARE = 0.85; // a slice lit on this share of its pixels is a 
 export const LINE_END = 0.02; // ... when it is lit this close to both its ends, share of the width
 export const LINE_WIDTH = 4; // ... and the slices this far away on either side are mostly paper
 export const LINE_SLOPES = 9; // line slopes tried: k/64 for |k| up to this (about 8 degrees)
+export const MIN_BOX = 32; // a box around the digit is looked for only when the ink spans this many pixels both ways
 export const STROKE_WINDOWS = 5; // the second pass's opening is this many stroke widths wide
 export const MARGIN = 0.25; // paper added around a digit cut out to its own box, share of the longer side
 export const THICK_STROKE = 5.5; // strokes wider than this once fitted lose their soft edge (MNIST's: about 3.3)
@@ -378,7 +379,7 @@ export function normalise(ink, darkInk = false, window = undefined) {
 
   const cleared = clearLines(values, width, height);
   try {
-    return keepDigit(cleared, width, height);
+    return clearBox(keepDigit(cleared, width, height));
   } catch (error) {
     // Clearing left no digit: one line may be a lone stroke ("1"), but several are a ruled
     // page with nothing written on it.
@@ -409,8 +410,10 @@ function keepDigit(values, width, height) {
  * Step 8's ruled lines along the rows: a mask (1 = a line's pixel) of `lit`, a row-major
  * width x height mask. A slice is the pixels with y - floor(x k / 64 + 0.5) = r; of all
  * slopes k the one whose counts have the largest sum of squares is used (the first on a tie).
+ * With `box`, `lit` is a box's bounding box: a side may also stop short of its ends by
+ * ceil(height |k| / 64), as far as the other direction's sides, turned alike, drift.
  */
-function rowLines(lit, width, height) {
+function rowLines(lit, width, height, box = false) {
   const size = height + 2 * width + 1;
   const sliceOf = (x, y, k) => y - Math.floor((x * k) / 64 + 0.5) + width; // integers / 64: exact
   let best = null;
@@ -439,7 +442,7 @@ function rowLines(lit, width, height) {
   }
   // A line is thin: the slices LINE_WIDTH away on both sides are mostly paper (or outside).
   const paper = (r) => r < 0 || r >= size || 2 * counts[r] <= length[r];
-  const ends = Math.trunc(LINE_END * width);
+  const ends = Math.trunc(LINE_END * width) + (box ? Math.floor((height * Math.abs(k) + 63) / 64) : 0);
   // Lit within LINE_END of both ends, in the slice or those beside it (where a line drifts).
   const nearFirst = (r) => Math.min(firstLit[r], r > 0 ? firstLit[r - 1] : width, r + 1 < size ? firstLit[r + 1] : width);
   const nearLast = (r) => Math.max(lastLit[r], r > 0 ? lastLit[r - 1] : -1, r + 1 < size ? lastLit[r + 1] : -1);
@@ -456,12 +459,12 @@ function rowLines(lit, width, height) {
 }
 
 /** Step 8's ruled lines among the pixels above LINE_LEVEL: row lines, and column lines transposed. */
-function linesOf(values, width, height) {
+function linesOf(values, width, height, box = false) {
   const lit = Uint8Array.from(values, (v) => (v > LINE_LEVEL ? 1 : 0));
-  const rows = rowLines(lit, width, height);
+  const rows = rowLines(lit, width, height, box);
   const transposed = new Uint8Array(width * height);
   for (let y = 0; y < height; y++) for (let x = 0; x < width; x++) transposed[x * height + y] = lit[y * width + x];
-  return { rows, columnsT: rowLines(transposed, height, width) };
+  return { rows, columnsT: rowLines(transposed, height, width, box) };
 }
 
 /** How many ruled lines step 8 finds: the 8-connected pieces of the lines' pixels. */
@@ -477,10 +480,10 @@ function lineCount(values, width, height) {
 /**
  * Step 8's ruled lines set to 0 (their pixels and 8-neighbours), except where the pixels
  * LINE_WIDTH away across the line, on both sides, are strokes (above SPECK_LEVEL, not on a
- * line of the other direction).
+ * line of the other direction). With `box`, `values` is a box's bounding box (see rowLines).
  */
-export function clearLines(values, width, height) {
-  const { rows, columnsT } = linesOf(values, width, height);
+export function clearLines(values, width, height, box = false) {
+  const { rows, columnsT } = linesOf(values, width, height, box);
   if (!rows.includes(1) && !columnsT.includes(1)) return values; // most pictures have no lines
   // A stroke: above SPECK_LEVEL and not on a line of the other direction (squared paper).
   const rowStroke = (y, x) => y >= 0 && y < height && x >= 0 && x < width && values[y * width + x] > SPECK_LEVEL &&
@@ -503,6 +506,66 @@ export function clearLines(values, width, height) {
     }
   }
   return any ? values.map((v, i) => (clear[i] ? 0 : v)) : values;
+}
+
+/**
+ * Step 8's box: a box drawn around the digit is cleared. It is looked for around all the
+ * pixels above SPECK_LEVEL, then around each 8-connected piece of them, largest first (the
+ * first on a tie); the first bounding box that holds one keeps only what is inside.
+ */
+function clearBox(kept) {
+  const { data, width, height } = kept;
+  const { labels, sizes } = components(data, width, height);
+  const boxes = sizes.map(() => ({ top: height, left: width, bottom: 0, right: 0 })); // ends exclusive
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const label = labels[y * width + x];
+      if (!label) continue;
+      const b = boxes[label - 1];
+      b.top = Math.min(b.top, y); b.left = Math.min(b.left, x);
+      b.bottom = Math.max(b.bottom, y + 1); b.right = Math.max(b.right, x + 1);
+    }
+  }
+  const all = boxes.reduce((a, b) => ({ top: Math.min(a.top, b.top), left: Math.min(a.left, b.left),
+    bottom: Math.max(a.bottom, b.bottom), right: Math.max(a.right, b.right) }));
+  const largestFirst = sizes.map((_, i) => i).sort((a, b) => sizes[b] - sizes[a] || a - b);
+  for (const box of [all, ...largestFirst.map((i) => boxes[i])]) {
+    const h = box.bottom - box.top, w = box.right - box.left;
+    const crop = new Float32Array(h * w);
+    for (let y = 0; y < h; y++) crop.set(data.subarray((box.top + y) * width + box.left, (box.top + y) * width + box.right), y * w);
+    const inside = boxContents(crop, w, h);
+    if (inside === null) continue;
+    const out = new Float32Array(width * height);
+    for (let y = 0; y < h; y++) out.set(inside.subarray(y * w, (y + 1) * w), (box.top + y) * width + box.left);
+    return new Gray(out, width, height);
+  }
+  return kept;
+}
+
+/** What clearBox keeps of one bounding box (row-major, width x height), or null when it holds no box. */
+function boxContents(crop, width, height) {
+  if (Math.min(width, height) < MIN_BOX) return null; // a digit's own strokes would pass for sides
+  const { rows, columnsT } = linesOf(crop, width, height, true);
+  const any = (mask, from, to) => mask.subarray(from, to).includes(1);
+  // Row lines within LINE_WIDTH of the top and the bottom, column lines of the left and the right.
+  if (!(any(rows, 0, LINE_WIDTH * width) && any(rows, (height - LINE_WIDTH) * width, height * width) &&
+    any(columnsT, 0, LINE_WIDTH * height) && any(columnsT, (width - LINE_WIDTH) * height, width * height))) return null;
+  let inside;
+  try {
+    inside = keepDigit(clearLines(crop, width, height, true), width, height).data;
+  } catch (error) {
+    if (error instanceof NoDigitError) return null;
+    throw error;
+  }
+  // What a box holds stays clear of its sides; the corners of a boxy "0" would not.
+  let top = height, left = width, bottom = -1, right = -1;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      if (!(inside[y * width + x] > SPECK_LEVEL)) continue;
+      top = Math.min(top, y); bottom = Math.max(bottom, y); left = Math.min(left, x); right = Math.max(right, x);
+    }
+  }
+  return Math.min(top, left, height - 1 - bottom, width - 1 - right) < LINE_WIDTH ? null : inside;
 }
 
 function maxOf(values) {
