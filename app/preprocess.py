@@ -624,13 +624,12 @@ def clear_box(values: np.ndarray) -> np.ndarray:
     from scipy.ndimage import find_objects, label
 
     lit = values > SPECK_LEVEL
-    rows, cols = np.flatnonzero(lit.any(axis=1)), np.flatnonzero(lit.any(axis=0))
-    whole = slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1)
-    if min(rows[-1] - rows[0], cols[-1] - cols[0]) + 1 < MIN_BOX:  # nor is any piece's box
+    whole = rows, cols = ink_box(lit)
+    if min(rows.stop - rows.start, cols.stop - cols.start) < MIN_BOX:  # nor is any piece's box
         return values
     components, count = label(lit[whole], structure=np.ones((3, 3), bool))
     sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
-    pieces = [(slice(rows[0] + r.start, rows[0] + r.stop), slice(cols[0] + c.start, cols[0] + c.stop))
+    pieces = [(slice(rows.start + r.start, rows.start + r.stop), slice(cols.start + c.start, cols.start + c.stop))
               for r, c in find_objects(components)]
     # Largest first, the first on a tie (a stable sort); a lone piece's box is `whole` again.
     for box in [whole] + [pieces[i] for i in np.argsort(-sizes, kind="stable") if count > 1]:
@@ -651,10 +650,9 @@ def box_contents(crop: np.ndarray) -> np.ndarray | None:
     # that starts within LINE_WIDTH of the edge and drifts at most LINE_SLOPES / 64 across:
     # when an edge's band is lit in fewer columns, there is no box (most digits stop here).
     lit = crop > LINE_LEVEL
-    for band, span in ((lit[: LINE_WIDTH + (width * LINE_SLOPES) // 64 + 2], width),
-                       (lit[-(LINE_WIDTH + (width * LINE_SLOPES) // 64 + 2) :], width),
-                       (lit[:, : LINE_WIDTH + (height * LINE_SLOPES) // 64 + 2].T, height),
-                       (lit[:, -(LINE_WIDTH + (height * LINE_SLOPES) // 64 + 2) :].T, height)):
+    deep, wide = LINE_WIDTH + (width * LINE_SLOPES) // 64 + 2, LINE_WIDTH + (height * LINE_SLOPES) // 64 + 2
+    for band, span in ((lit[:deep], width), (lit[-deep:], width),
+                       (lit[:, :wide].T, height), (lit[:, -wide:].T, height)):
         if np.count_nonzero(band.any(axis=0)) < LINE_SHARE * span / 2:
             return None
     across = row_lines(lit, box=True)
@@ -668,9 +666,8 @@ def box_contents(crop: np.ndarray) -> np.ndarray | None:
     except NoDigitError:
         return None
     # What a box holds stays clear of its sides; the corners of a boxy "0" would not.
-    lit = inside > SPECK_LEVEL
-    rows, cols = np.flatnonzero(lit.any(axis=1)), np.flatnonzero(lit.any(axis=0))
-    if min(rows[0], cols[0], height - 1 - rows[-1], width - 1 - cols[-1]) < LINE_WIDTH:
+    rows, cols = ink_box(inside > SPECK_LEVEL)
+    if min(rows.start, cols.start, height - rows.stop, width - cols.stop) < LINE_WIDTH:
         return None
     return inside
 
@@ -842,8 +839,8 @@ def digit_shaped(pixels: np.ndarray) -> np.ndarray:
     lit = pixels > SPECK_LEVEL
     if not lit.any():
         return pixels
-    rows, cols = np.nonzero(lit.any(axis=1))[0], np.nonzero(lit.any(axis=0))[0]
-    h, w = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+    rows, cols = ink_box(lit)
+    h, w = rows.stop - rows.start, cols.stop - cols.start
     if h < FLAT_SHAPE * w or (h <= w and lit.sum() >= SOLID_SHAPE * h * w):
         raise NoDigitError("no digit found (a bar or a block, not a digit's shape)")
     return pixels

@@ -436,9 +436,10 @@ def test_step14_a_small_digit_in_a_reduced_picture_is_read_again_from_its_own_pi
     np.testing.assert_array_equal(pp.preprocess_image(small), pp.preprocess_gray(pp.to_gray(small)))
 
 
-def test_step15_a_bar_or_a_block_is_no_digit():
-    refused = refused_shape()
+SHAPE_REFUSED = r"^no digit found \(a bar or a block, not a digit's shape\)$"
 
+
+def test_step15_a_bar_or_a_block_is_no_digit():
     def lit_box(h, w, dark=0):
         pixels = np.zeros((28, 28), np.uint8)
         pixels[4 : 4 + h, 4 : 4 + w] = 255
@@ -450,10 +451,10 @@ def test_step15_a_bar_or_a_block_is_no_digit():
     # its width tall and kept; 6 x 20 is flatter and refused.
     outline = lit_box(7, 20, dark=60)
     assert pp.digit_shaped(outline) is outline
-    with pytest.raises(pp.NoDigitError, match=refused):
+    with pytest.raises(pp.NoDigitError, match=SHAPE_REFUSED):
         pp.digit_shaped(lit_box(6, 20, dark=60))
     # A block: 20 x 20 lit on 360 of its 400 pixels (0.9) is refused, on 359 kept.
-    with pytest.raises(pp.NoDigitError, match=refused):
+    with pytest.raises(pp.NoDigitError, match=SHAPE_REFUSED):
         pp.digit_shaped(lit_box(20, 20, dark=40))
     kept = lit_box(20, 20, dark=41)
     assert pp.digit_shaped(kept) is kept
@@ -469,14 +470,10 @@ def test_step15_refuses_a_dash_and_a_patch_that_steps_5_to_13_read():
     patch[100:140, 90:130] = 60  # a dark square, narrower than step 6's window
     for gray in (dash, patch):
         assert pp.fit_and_centre(pp.digit_of(gray)[0]).max() == 255  # read as ink ...
-        with pytest.raises(pp.NoDigitError, match=refused_shape()):  # ... but no digit's shape
+        with pytest.raises(pp.NoDigitError, match=SHAPE_REFUSED):  # ... but no digit's shape
             pp.preprocess_gray(gray)
-        with pytest.raises(pp.NoDigitError, match=refused_shape()):
+        with pytest.raises(pp.NoDigitError, match=SHAPE_REFUSED):
             pp.preprocess_image(Image.fromarray(gray.astype(np.uint8)))
-
-
-def refused_shape() -> str:
-    return r"^no digit found \(a bar or a block, not a digit's shape\)$"
 
 
 @pytest.mark.parametrize("name, gray", [

@@ -558,13 +558,7 @@ function boxContents(crop, width, height) {
     throw error;
   }
   // What a box holds stays clear of its sides; the corners of a boxy "0" would not.
-  let top = height, left = width, bottom = -1, right = -1;
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      if (!(inside[y * width + x] > SPECK_LEVEL)) continue;
-      top = Math.min(top, y); bottom = Math.max(bottom, y); left = Math.min(left, x); right = Math.max(right, x);
-    }
-  }
+  const { top, bottom, left, right } = inkBox({ data: inside.map((v) => (v > SPECK_LEVEL ? 1 : 0)), width, height });
   return Math.min(top, left, height - 1 - bottom, width - 1 - right) < LINE_WIDTH ? null : inside;
 }
 
@@ -798,16 +792,10 @@ function digitOf(gray, polarity) {
 
 /** Step 15: the 28x28 `pixels` unless their lit part is a bar or a block. Throws NoDigitError. */
 export function digitShaped(pixels) {
-  let top = SIZE, bottom = -1, left = SIZE, right = -1, lit = 0;
-  for (let y = 0; y < SIZE; y++) {
-    for (let x = 0; x < SIZE; x++) {
-      if (!(pixels[y * SIZE + x] > SPECK_LEVEL)) continue;
-      lit++;
-      top = Math.min(top, y); bottom = Math.max(bottom, y);
-      left = Math.min(left, x); right = Math.max(right, x);
-    }
-  }
+  const mask = pixels.map((v) => (v > SPECK_LEVEL ? 1 : 0));
+  const lit = mask.reduce((a, b) => a + b, 0);
   if (lit === 0) return pixels;
+  const { top, bottom, left, right } = inkBox({ data: mask, width: SIZE, height: SIZE });
   const h = bottom - top + 1, w = right - left + 1;
   if (h < FLAT_SHAPE * w || (h <= w && lit >= SOLID_SHAPE * h * w)) {
     throw new NoDigitError("no digit found (a bar or a block, not a digit's shape)");
