@@ -75,7 +75,8 @@ def plain_pipeline(ds, batch_size: int, seed: int, shift: float, rotation: float
 
 
 def training_throughput(config: ModelConfig, recipe: Recipe, pipeline: str, warmup: int,
-                        windows: int, window: int, images=None, jit_compile: bool = False) -> dict:
+                        windows: int, window: int, images=None, jit_compile: bool = False,
+                        batchnorm: str | None = None) -> dict:
     """Times the full training step (forward, backward, update) fed by a real pipeline.
 
     Args:
@@ -87,6 +88,7 @@ def training_throughput(config: ModelConfig, recipe: Recipe, pipeline: str, warm
         window: steps per window.
         images: the `(image, label)` dataset to train on (default: the MNIST train split).
         jit_compile: compile the whole training step with XLA.
+        batchnorm: a `swap_batchnorm` kind to time instead of Keras's BatchNormalization.
 
     Returns:
         images per second (median and every window), batch size, steps timed.
@@ -106,7 +108,10 @@ def training_throughput(config: ModelConfig, recipe: Recipe, pipeline: str, warm
     else:
         ds = plain_pipeline(images, recipe.batch_size, recipe.seed, shift=recipe.shift, rotation=recipe.rotation)
     ds = ds.map(one_hot).repeat()
-    model = compile_model(build_model(config), recipe, steps_per_epoch=500)
+    model = build_model(config)
+    if batchnorm:
+        model = swap_batchnorm(model, batchnorm)
+    model = compile_model(model, recipe, steps_per_epoch=500)
     model.jit_compile = jit_compile
     # Callbacks run once per `steps_per_execution` steps, so round the counts up to whole calls.
     spe = recipe.steps_per_execution
@@ -146,7 +151,100 @@ EXPERIMENTS = {
     "4 intra-op threads": {"intra_op": 4},
     "whole-model XLA (jit_compile=True)": {"jit_compile": True},
     "no augmentation, Keras JAX backend": {"backend": "jax", "recipe": {"shift": 0.0, "rotation": 0.0, "stroke": 0.0}},
+    "BatchNorm removed (what its layers cost)": {"batchnorm": "none"},
+    "BatchNorm as a per-channel scale and shift (no batch statistics)": {"batchnorm": "scale_shift"},
+    "BatchNorm as TensorFlow's fused_batch_norm kernel": {"batchnorm": "fused"},
+    "BatchNorm with its gradient written out": {"batchnorm": "hand_gradient"},
 }
+
+
+def swap_batchnorm(model, kind: str):
+    """Clones `model` with every BatchNormalization layer replaced, to time the difference.
+
+    For speed measurements only (TensorFlow backend): without batch statistics the model
+    trains differently, and a clone with swapped layers is never saved or exported.
+
+    Args:
+        model: a model built by `build_model`.
+        kind: "none" (an identity: what BatchNorm's layers cost in a step), "scale_shift"
+            (a trainable per-channel scale and shift: BatchNorm without its statistics),
+            "fused" (the same BatchNorm computed by `tf.nn.fused_batch_norm`, one kernel
+            forward and one backward) or "hand_gradient" (the same BatchNorm with its
+            gradient as the three-term formula instead of differentiated op by op).
+
+    Returns:
+        The clone, with the original's other layers and no weights copied.
+    """
+    import keras
+    import tensorflow as tf
+
+    # The model's graph calls each BatchNorm layer with `mask=None`, so its stand-ins take it.
+    class Skip(keras.layers.Layer):
+        def call(self, x, mask=None):
+            return x
+
+    class ScaleShift(keras.layers.Layer):
+        def build(self, input_shape):
+            self.scale = self.add_weight(shape=input_shape[-1:], initializer="ones")
+            self.shift = self.add_weight(shape=input_shape[-1:], initializer="zeros")
+
+        def call(self, x, mask=None):
+            return x * self.scale + self.shift
+
+    class TrainingStatistics(keras.layers.BatchNormalization):
+        """Keras's BatchNorm with `normalize(x, gamma, beta) -> (y, mean, variance)` in training."""
+
+        def call(self, inputs, training=None, mask=None):
+            if not (training and self.trainable):
+                return super().call(inputs, training=training, mask=mask)
+            gamma, beta = tf.convert_to_tensor(self.gamma), tf.convert_to_tensor(self.beta)
+            y, mean, variance = self.normalize(inputs, gamma, beta)
+            for stat, value in ((self.moving_mean, mean), (self.moving_variance, variance)):
+                stat.assign(stat * self.momentum + value * (1.0 - self.momentum))
+            return y
+
+    class Fused(TrainingStatistics):
+        def normalize(self, x, gamma, beta):
+            y, mean, variance = tf.compat.v1.nn.fused_batch_norm(x, gamma, beta, epsilon=self.epsilon, is_training=True)
+            count = tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
+            return y, mean, variance * (count - 1.0) / count  # the kernel returns the unbiased variance
+
+    class HandGradient(TrainingStatistics):
+        def normalize(self, x, gamma, beta):
+            epsilon = self.epsilon
+
+            @tf.custom_gradient
+            def forward(x, gamma, beta):
+                mean, variance = tf.nn.moments(x, [0, 1, 2])
+                inv_std = tf.math.rsqrt(variance + epsilon)
+                x_hat = (x - mean) * inv_std
+                count = tf.cast(tf.size(x) // tf.shape(x)[-1], x.dtype)
+
+                def gradient(dy, _dmean, _dvariance):
+                    dbeta = tf.reduce_sum(dy, [0, 1, 2])
+                    dgamma = tf.reduce_sum(dy * x_hat, [0, 1, 2])
+                    dx = gamma * inv_std / count * (count * dy - dbeta - x_hat * dgamma)
+                    return dx, dgamma, dbeta
+
+                return (x_hat * gamma + beta, tf.stop_gradient(mean), tf.stop_gradient(variance)), gradient
+
+            return forward(x, gamma, beta)
+
+    replacements = {
+        "none": lambda layer: Skip(name=layer.name),
+        "scale_shift": lambda layer: ScaleShift(name=layer.name),
+        "fused": lambda layer: Fused.from_config(layer.get_config()),
+        "hand_gradient": lambda layer: HandGradient.from_config(layer.get_config()),
+    }
+    if kind not in replacements:
+        raise ValueError(f"unknown BatchNorm swap {kind!r}; choose from {', '.join(replacements)}")
+
+    def clone(layer):
+        if isinstance(layer, keras.layers.BatchNormalization):
+            return replacements[kind](layer)
+        return layer.__class__.from_config(layer.get_config())
+
+    return keras.models.clone_model(model, clone_function=clone)
 
 
 def experiment(config: dict, recipe: dict, changes: dict, steps: dict) -> dict:
@@ -166,7 +264,8 @@ def experiment(config: dict, recipe: dict, changes: dict, steps: dict) -> dict:
     recipe = Recipe.from_dict({**recipe, **changes.get("recipe", {})})
     # JAX runs a training step only as one XLA program; eagerly it would time Python.
     jit_compile = changes.get("jit_compile", backend == "jax")
-    return training_throughput(ModelConfig.from_dict(config), recipe, "current", jit_compile=jit_compile, **steps)
+    return training_throughput(ModelConfig.from_dict(config), recipe, "current", jit_compile=jit_compile,
+                               batchnorm=changes.get("batchnorm"), **steps)
 
 
 def experiments(config: ModelConfig, recipe: Recipe, quick: bool = False, names=None) -> list[dict]:

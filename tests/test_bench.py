@@ -3,6 +3,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 
 from app.bench import V1_CONFIG, forward_macs, time_to_accuracy, training_flops
@@ -129,7 +130,7 @@ def test_speed_experiment_runs_in_its_own_process_and_is_tabled():
     from app.bench import EXPERIMENTS, experiments, markdown
     from app.config import ModelConfig, Recipe
 
-    assert len(EXPERIMENTS) == 11 and list(EXPERIMENTS)[0] == "the run's recipe"
+    assert len(EXPERIMENTS) == 15 and list(EXPERIMENTS)[0] == "the run's recipe"
     rows = experiments(ModelConfig(), Recipe(), quick=True, names=["1 step per call"])
     assert rows[0]["name"] == "1 step per call" and "error" not in rows[0], rows
     assert rows[0]["steps_per_execution"] == 1 and rows[0]["images_per_second"] > 0
@@ -147,3 +148,43 @@ def test_speed_experiment_runs_in_its_own_process_and_is_tabled():
     assert "| experiment: z | failed: boom |" in table
     assert "| predict (contract + int8 model), 1,000 development photos, 1 process | 250 images/s |" in table
     assert "| predict (contract + int8 model), 1,000 development photos, 2 worker processes | 450 images/s |" in table
+
+
+@pytest.mark.parametrize("kind", ["fused", "hand_gradient"])
+def test_batchnorm_swaps_train_the_same_numbers_as_keras_batchnorm(kind):
+    import keras
+    import tensorflow as tf
+
+    from app.bench import swap_batchnorm
+
+    model = build_model(ModelConfig(dropout=0.0))  # no random masks, so both see the same network
+    swapped = swap_batchnorm(model, kind)
+    swapped.set_weights(model.get_weights())
+    images = tf.random.stateless_uniform([4, 28, 28, 1], seed=[1, 2], maxval=255.0)
+    targets = tf.one_hot([0, 1, 2, 3], 10)
+
+    def step(m):
+        with tf.GradientTape() as tape:
+            loss = keras.ops.mean(keras.losses.categorical_crossentropy(targets, m(images, training=True)))
+        return float(loss), tape.gradient(loss, m.trainable_weights), [w.numpy() for w in m.non_trainable_weights]
+
+    (loss, grads, stats), (swapped_loss, swapped_grads, swapped_stats) = step(model), step(swapped)
+    assert swapped_loss == pytest.approx(loss, rel=1e-5)
+    assert len(swapped_grads) == len(grads) == 7 + 7 * 2 + 2  # kernels, gammas and betas, the head
+    for ours, keras_grad in zip(swapped_grads, grads):
+        np.testing.assert_allclose(ours, keras_grad, rtol=1e-3, atol=1e-5)
+    for ours, keras_stat in zip(swapped_stats, stats):  # the moving mean and variance after one step
+        np.testing.assert_allclose(ours, keras_stat, rtol=1e-5, atol=1e-6)
+
+
+def test_batchnorm_swaps_without_statistics_drop_their_weights():
+    from app.bench import swap_batchnorm
+
+    model = build_model(ModelConfig())
+    # BatchNorm holds 4 numbers per channel over 8 + 10 + 14 + 16 + 10 + 16 + 16 = 90 channels;
+    # a scale and shift keeps 2 of them.
+    assert model.count_params() == 7_862
+    assert swap_batchnorm(model, "none").count_params() == 7_862 - 4 * 90
+    assert swap_batchnorm(model, "scale_shift").count_params() == 7_862 - 2 * 90
+    with pytest.raises(ValueError, match="unknown BatchNorm swap 'folded'; choose from none, scale_shift, fused"):
+        swap_batchnorm(model, "folded")
