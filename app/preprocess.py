@@ -56,7 +56,13 @@ contract" numbers the same steps, and the constants below are the only copy of t
    are dropped when another one of at least `MIN_DIGIT_PIXELS` pixels does not (a shadow's
    edge reaches the border; a framed digit does not); of the rest, those smaller than
    `SPECK_FRACTION` of the largest are dropped, and every pixel farther than `HALO` pixels
-   (8-connected) from a kept component is set to 0. No component of at least
+   (8-connected) from a kept component is set to 0. When what is kept touches the border (a
+   shadow's edge the digit's strokes reach joins the digit), the components of the pixels
+   above `CORE_LEVEL` decide: when the largest of those apart from the border has at least
+   `MIN_DIGIT_PIXELS` and every one on it is under `SPECK_FRACTION` of that largest, the
+   specks step runs again on the pixels within `HALO` of those apart it would keep (a
+   shadow's plateau is fainter than half the ink; a digit cut out to its box is not). No
+   component of at least
    `MIN_DIGIT_PIXELS` pixels means "no digit found", except when lines were cleared and they
    are one 8-connected piece: a lone stroke (a "1" from edge to edge is a line by every
    test) is then the digit, and the specks are removed from the image as it was before
@@ -143,6 +149,7 @@ SPARSE_PERCENTILE = 99.9  # the peak of sparse ink, when PEAK_PERCENTILE's is pa
 SPARSE_SPREADS = 8.0  # ... when this many of the noise's spreads (1.4826 MAD) above the floor
 SPECK_LEVEL = 64  # pixels above this (after the stretch) form the components
 SPECK_FRACTION = 0.1  # components smaller than this share of the largest are specks
+CORE_LEVEL = 128  # a digit's cores: pixels above half the ink level (a shadow's plateau is fainter)
 HALO = 3  # pixels kept around the kept components (the strokes' soft edges)
 MIN_DIGIT_PIXELS = 6  # the largest component must have at least this many pixels
 LINE_LEVEL = 16  # ruled lines are found among the pixels above this (they are fainter than ink)
@@ -479,27 +486,23 @@ def normalise(ink: np.ndarray, dark_ink: bool = False, window: int | None = None
         return keep_digit(values)
 
 
-def keep_digit(values: np.ndarray) -> np.ndarray:
-    """Step 8's specks: keeps the digit's components and their halo, sets the rest to 0.
+def pieces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The 8-connected pieces of `mask`: their labels (0 = none), sizes, and which touch the border."""
+    from scipy.ndimage import label
 
-    Raises:
-        NoDigitError: when no component is large enough to be a digit.
-    """
-    from scipy.ndimage import find_objects, label, maximum_filter
-
-    components, count = label(values > SPECK_LEVEL, structure=np.ones((3, 3), bool))
+    components, count = label(mask, structure=np.ones((3, 3), bool))
     sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
-    # A shadow's edge or a corner of the desk reaches the border; a framed digit does not.
     edge = np.unique(np.concatenate([components[0], components[-1], components[:, 0], components[:, -1]]))
-    inside = sizes.copy()
-    inside[edge[edge > 0] - 1] = 0
-    if inside.max(initial=0) >= MIN_DIGIT_PIXELS:
-        sizes = inside
-    if count == 0 or sizes.max() < MIN_DIGIT_PIXELS:
-        raise NoDigitError("no digit found (only specks or noise)")
-    keep = np.zeros(count + 1, bool)
-    keep[1:] = sizes >= SPECK_FRACTION * sizes.max()
-    # Only the kept components' box and HALO around it can be non-zero: the rest is skipped.
+    on_border = np.zeros(count, bool)
+    on_border[edge[edge > 0] - 1] = True
+    return components, sizes, on_border
+
+
+def halo(values: np.ndarray, components: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """`values` within `HALO` 8-connected steps of the pieces `keep` marks (`keep[label]`), 0 elsewhere."""
+    from scipy.ndimage import find_objects, maximum_filter
+
+    # Only the kept pieces' box and HALO around it can be non-zero: the rest is skipped.
     boxes = [box for box, kept in zip(find_objects(components), keep[1:]) if kept]
     height, width = values.shape
     top, left = max(min(b[0].start for b in boxes) - HALO, 0), max(min(b[1].start for b in boxes) - HALO, 0)
@@ -510,6 +513,53 @@ def keep_digit(values: np.ndarray) -> np.ndarray:
     out = np.zeros_like(values)
     out[box] = np.where(near, values[box], 0.0)
     return out
+
+
+def specks(values: np.ndarray) -> np.ndarray:
+    """Step 8's specks: keeps the digit's components and their halo, sets the rest to 0.
+
+    Raises:
+        NoDigitError: when no component is large enough to be a digit.
+    """
+    components, sizes, on_border = pieces(values > SPECK_LEVEL)
+    # A shadow's edge or a corner of the desk reaches the border; a framed digit does not.
+    inside = np.where(on_border, 0, sizes)
+    if inside.max(initial=0) >= MIN_DIGIT_PIXELS:
+        sizes = inside
+    if sizes.max(initial=0) < MIN_DIGIT_PIXELS:
+        raise NoDigitError("no digit found (only specks or noise)")
+    keep = np.zeros(len(sizes) + 1, bool)
+    keep[1:] = sizes >= SPECK_FRACTION * sizes.max()
+    return halo(values, components, keep)
+
+
+def keep_digit(values: np.ndarray) -> np.ndarray:
+    """Step 8's specks, and the digit's cores when what they keep reaches the border.
+
+    A shadow's edge joined to the digit reaches the border with it, so the border rule of
+    `specks` cannot drop it; its plateau is fainter than the ink, so among the pixels above
+    `CORE_LEVEL` the digit stands apart from the border. When those pieces apart from it
+    (the largest at least `MIN_DIGIT_PIXELS`) outweigh every piece on it (each under
+    `SPECK_FRACTION` of that largest), the specks step runs again on the pixels within `HALO`
+    of the pieces apart that it would keep. A digit cut out to its box keeps its full-strength
+    strokes on the border, and stays as it was.
+
+    Raises:
+        NoDigitError: when no component is large enough to be a digit.
+    """
+    kept = specks(values)
+    lit = kept > SPECK_LEVEL
+    if not (lit[0].any() or lit[-1].any() or lit[:, 0].any() or lit[:, -1].any()):  # most pictures
+        return kept
+    components, sizes, on_border = pieces(values > CORE_LEVEL)
+    inside = np.where(on_border, 0, sizes)
+    largest = inside.max(initial=0)
+    if largest < MIN_DIGIT_PIXELS or sizes[on_border].max(initial=0) >= SPECK_FRACTION * largest:
+        return kept
+    keep = np.zeros(len(sizes) + 1, bool)
+    keep[1:] = inside >= SPECK_FRACTION * largest
+    # Every kept core is above SPECK_LEVEL and one has MIN_DIGIT_PIXELS: `specks` finds a digit.
+    return specks(halo(values, components, keep))
 
 
 def row_lines(ink: np.ndarray, box: bool = False) -> np.ndarray:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from app import preprocess as pp
 
@@ -197,6 +197,53 @@ def test_step8_specks_keep_a_halo_of_3_pixels_around_the_digit():
     out = pp.keep_digit(values)
     assert out[30, 34] == 40 and out[30, 35] == 0 and out[2, 2] == 0
     np.testing.assert_array_equal(out[20:40, 28:32], 255)
+
+
+def ring_by_a_shadow(shadow_level):
+    """After step 7: a ring ("0") at full ink, 3 pixels wide, whose right side meets a
+    shadow's plateau that covers the picture's right part from top to bottom."""
+    values = np.zeros((80, 100), np.float32)
+    values[20:60, 30:60] = 255
+    values[23:57, 33:57] = 0
+    values[:, 60:] = shadow_level
+    return values
+
+
+def test_step8_a_shadow_joined_to_the_digit_is_dropped_by_the_cores():
+    # The plateau (100) is above SPECK_LEVEL and joins the ring, so the specks alone keep it.
+    values = ring_by_a_shadow(100)
+    assert pp.specks(values)[:, 60:].min() == 100
+    # Above CORE_LEVEL (128) only the ring is left, apart from the border: the specks step runs
+    # again within HALO (3) of it, so the plateau is kept in columns 60-62 of rows 17-62 only.
+    out = pp.keep_digit(values)
+    np.testing.assert_array_equal(out[:, :60], values[:, :60])
+    assert out[:, 63:].max() == 0 and out[:17].max() == 0 and out[63:].max() == 0
+    np.testing.assert_array_equal(out[17:63, 60:63], 100)
+    # A plateau as strong as half the ink or more is one of the cores on the border: kept.
+    strong = ring_by_a_shadow(pp.CORE_LEVEL + 1)
+    np.testing.assert_array_equal(pp.keep_digit(strong), pp.specks(strong))
+    # A digit cut out to its box keeps its full-strength strokes on the border: unchanged.
+    tight = ring_by_a_shadow(0)[18:62, 28:62]
+    tight[:, :5] = 255
+    np.testing.assert_array_equal(pp.keep_digit(tight), pp.specks(tight))
+
+
+def shadowed_zero() -> Image.Image:
+    """A "0" drawn in grey ink, its right side on the edge of a shadow over the picture's right part."""
+    paper = Image.new("L", (200, 240), 225)
+    draw = ImageDraw.Draw(paper)
+    draw.rectangle([160, 0, 199, 239], fill=175)
+    draw.ellipse([90, 60, 160, 180], outline=85, width=9)
+    draw.arc([90, 60, 160, 180], 200, 300, fill=70, width=11)  # where the pen started: heavier
+    return paper.filter(ImageFilter.GaussianBlur(1))
+
+
+def test_step8_a_zero_on_a_shadows_edge_is_read_without_the_shadow():
+    out = pp.preprocess_image(shadowed_zero())
+    rows, cols = pp.ink_box(out > pp.SPECK_LEVEL)
+    # The 71 x 121 ellipse alone, fitted: 20 tall and 71 x 20 / 121 = 11.7, so 12, wide. The
+    # specks alone keep the shadow, whose 240-pixel height the fit then takes: 20 x 9.
+    assert (rows.stop - rows.start, cols.stop - cols.start) == (20, 12)
 
 
 def ruled_page(turn=0.0):

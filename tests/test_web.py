@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFilter
 
 from app import preprocess as pp
 
@@ -127,6 +127,14 @@ def run_page(tmp: Path) -> None:
     draw.line([(110, 90), (210, 90), (150, 230)], fill=30, width=10, joint="curve")
     files.append(tmp / "boxed_7.png")
     boxed.rotate(3, resample=Image.BILINEAR, fillcolor=230).save(files[-1])
+    # A "0" whose right side lies on the edge of a shadow: step 8's cores drop the shadow.
+    zero = Image.new("L", (200, 240), 225)
+    draw = ImageDraw.Draw(zero)
+    draw.rectangle([160, 0, 199, 239], fill=175)
+    draw.ellipse([90, 60, 160, 180], outline=85, width=9)
+    draw.arc([90, 60, 160, 180], 200, 300, fill=70, width=11)  # where the pen started: heavier
+    files.append(tmp / "shadow_0.png")
+    zero.filter(ImageFilter.GaussianBlur(1)).save(files[-1])
     # A dash and a dark square on paper: read as ink, refused by step 15 as no digit's shape.
     for name, (rows, cols) in (("dash.png", (slice(58, 62), slice(40, 100))),
                                ("patch.png", (slice(100, 140), slice(90, 130)))):
@@ -218,9 +226,9 @@ def test_contract_in_javascript_agrees_with_predict(browser):
     for name in ("dash.png", "patch.png"):
         assert browser["refused"][name] == answers[name]["error"] == (
             "no digit found (a bar or a block, not a digit's shape)"), name
-    for name in ("thin_7.png", "hairline_7.png", "boxed_7.png"):
+    for name, digit in (("thin_7.png", 7), ("hairline_7.png", 7), ("boxed_7.png", 7), ("shadow_0.png", 0)):
         assert name not in browser["refused"], browser["refused"].get(name)
-        assert browser["predicted"][name]["digit"] == answers[name]["digit"] == 7, name
+        assert browser["predicted"][name]["digit"] == answers[name]["digit"] == digit, name
     close = total = 0
     for path in browser["files"]:
         answer = answers[path.name]
@@ -233,7 +241,7 @@ def test_contract_in_javascript_agrees_with_predict(browser):
         python = np.asarray(Image.open(browser["seen"] / f"{path.name}.png"), np.int16)
         javascript = np.array(answer["pixels"], np.int16).reshape(28, 28)
         close += int((np.abs(python - javascript) <= 1).sum())
-        if path.name in ("thin_7.png", "hairline_7.png", "boxed_7.png"):  # PNGs: no decoder differs
+        if path.name in ("thin_7.png", "hairline_7.png", "boxed_7.png", "shadow_0.png"):  # PNGs: no decoder differs
             assert np.abs(python - javascript).max() <= 1 and javascript.max() == 255
         total += python.size
     assert close / total >= 0.99, f"only {close / total:.4f} of the pixels within one grey level"
@@ -265,7 +273,7 @@ def test_javascript_constants_equal_python():
     python = {name: getattr(preprocess, name) for name in constants}
     assert {k: float(v.replace("_", "")) for k, v in constants.items()} == python
     names = re.findall(r"^([A-Z_]+) = ", Path(preprocess.__file__).read_text(), re.M)
-    assert sorted(constants) == sorted(names) and len(names) == 39
+    assert sorted(constants) == sorted(names) and len(names) == 40
 
 
 def test_javascript_module_imports_resolve_locally():

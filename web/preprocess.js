@@ -32,6 +32,7 @@ export const SPARSE_PERCENTILE = 99.9; // the peak of sparse ink, when PEAK_PERC
 export const SPARSE_SPREADS = 8.0; // ... when this many of the noise's spreads (1.4826 MAD) above the floor
 export const SPECK_LEVEL = 64; // pixels above this (after the stretch) form the components
 export const SPECK_FRACTION = 0.1; // components smaller than this share of the largest are specks
+export const CORE_LEVEL = 128; // a digit's cores: pixels above half the ink level (a shadow's plateau is fainter)
 export const HALO = 3; // pixels kept around the kept components (the strokes' soft edges)
 export const MIN_DIGIT_PIXELS = 6; // the largest component must have at least this many pixels
 export const LINE_LEVEL = 16; // ruled lines are found among the pixels above this (fainter than ink)
@@ -388,22 +389,60 @@ export function normalise(ink, darkInk = false, window = undefined) {
   }
 }
 
-/** Step 8's specks: keeps the digit's components and their halo. Throws NoDigitError. */
-function keepDigit(values, width, height) {
-  const n = width * height;
-  const { labels, sizes } = components(values, width, height);
-  // A shadow's edge or a corner of the desk reaches the border; a framed digit does not.
-  const inside = sizes.slice();
-  const onEdge = (i) => { if (labels[i]) inside[labels[i] - 1] = 0; };
+/** The 8-connected pieces of the pixels above `level`: labels, sizes, and which touch the border. */
+function pieces(values, width, height, level) {
+  const { labels, sizes } = components(values, width, height, level);
+  const onBorder = new Uint8Array(sizes.length);
+  const onEdge = (i) => { if (labels[i]) onBorder[labels[i] - 1] = 1; };
   for (let x = 0; x < width; x++) { onEdge(x); onEdge((height - 1) * width + x); }
   for (let y = 0; y < height; y++) { onEdge(y * width); onEdge(y * width + width - 1); }
+  return { labels, sizes, onBorder };
+}
+
+/** `values` within HALO 8-connected steps of the pieces whose sizes in `chosen` reach `least`, 0 elsewhere. */
+function halo(values, labels, chosen, least) {
+  const { width, height } = values;
+  let kept = new Gray(new Float32Array(width * height), width, height);
+  labels.forEach((label, i) => { if (label && chosen[label - 1] >= least) kept.data[i] = 1; });
+  if (HALO) kept = alongAxes(kept, extreme1d(2 * HALO + 1, (a, b) => a >= b)); // HALO 8-connected steps
+  return new Gray(values.data.map((v, i) => (kept.data[i] ? v : 0)), width, height);
+}
+
+/** Step 8's specks: keeps the digit's components and their halo. Throws NoDigitError. */
+function specks(values) {
+  const { labels, sizes, onBorder } = pieces(values.data, values.width, values.height, SPECK_LEVEL);
+  // A shadow's edge or a corner of the desk reaches the border; a framed digit does not.
+  const inside = sizes.map((size, j) => (onBorder[j] ? 0 : size));
   const chosen = maxOf(inside) >= MIN_DIGIT_PIXELS ? inside : sizes;
   const largest = maxOf(chosen);
   if (largest < MIN_DIGIT_PIXELS) throw new NoDigitError("no digit found (only specks or noise)");
-  let kept = new Gray(new Float32Array(n), width, height);
-  for (let i = 0; i < n; i++) if (labels[i] && chosen[labels[i] - 1] >= SPECK_FRACTION * largest) kept.data[i] = 1;
-  if (HALO) kept = alongAxes(kept, extreme1d(2 * HALO + 1, (a, b) => a >= b)); // HALO 8-connected steps
-  return new Gray(values.map((v, i) => (kept.data[i] ? v : 0)), width, height);
+  return halo(values, labels, chosen, SPECK_FRACTION * largest);
+}
+
+/**
+ * Step 8's specks, and the digit's cores when what they keep reaches the border: a shadow's
+ * edge joined to the digit is fainter than the ink, so among the pixels above CORE_LEVEL the
+ * digit stands apart from the border. When those pieces apart (the largest at least
+ * MIN_DIGIT_PIXELS) outweigh every piece on it (each under SPECK_FRACTION of that largest),
+ * the specks step runs again on the pixels within HALO of the pieces apart it would keep.
+ */
+function keepDigit(values, width, height) {
+  const gray = new Gray(values, width, height);
+  const kept = specks(gray);
+  let touches = false;
+  for (let x = 0; x < width && !touches; x++) {
+    touches = kept.data[x] > SPECK_LEVEL || kept.data[(height - 1) * width + x] > SPECK_LEVEL;
+  }
+  for (let y = 0; y < height && !touches; y++) {
+    touches = kept.data[y * width] > SPECK_LEVEL || kept.data[y * width + width - 1] > SPECK_LEVEL;
+  }
+  if (!touches) return kept;
+  const { labels, sizes, onBorder } = pieces(values, width, height, CORE_LEVEL);
+  const inside = sizes.map((size, j) => (onBorder[j] ? 0 : size));
+  const largest = maxOf(inside);
+  const onIt = maxOf(sizes.filter((size, j) => onBorder[j]));
+  if (largest < MIN_DIGIT_PIXELS || onIt >= SPECK_FRACTION * largest) return kept;
+  return specks(halo(gray, labels, inside, SPECK_FRACTION * largest));
 }
 
 /**
@@ -566,12 +605,12 @@ function maxOf(values) {
   return values.reduce((a, b) => Math.max(a, b), 0);
 }
 
-/** 8-connected components of the pixels above SPECK_LEVEL: labels (1-based) and sizes. */
-function components(values, width, height) {
+/** 8-connected components of the pixels above `level`: labels (1-based) and sizes. */
+function components(values, width, height, level = SPECK_LEVEL) {
   const labels = new Int32Array(values.length), sizes = [];
   const stack = [];
   for (let start = 0; start < values.length; start++) {
-    if (labels[start] || !(values[start] > SPECK_LEVEL)) continue;
+    if (labels[start] || !(values[start] > level)) continue;
     const label = sizes.length + 1;
     let size = 0;
     labels[start] = label;
@@ -582,7 +621,7 @@ function components(values, width, height) {
       for (let dy = -1; dy <= 1; dy++) {
         for (let dx = -1; dx <= 1; dx++) {
           const yy = y + dy, xx = x + dx, j = yy * width + xx;
-          if (yy < 0 || yy >= height || xx < 0 || xx >= width || labels[j] || !(values[j] > SPECK_LEVEL)) continue;
+          if (yy < 0 || yy >= height || xx < 0 || xx >= width || labels[j] || !(values[j] > level)) continue;
           labels[j] = label;
           stack.push(j);
         }
