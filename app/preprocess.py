@@ -671,18 +671,17 @@ def clear_box(values: np.ndarray) -> np.ndarray:
     or pieces within `LINE_WIDTH` of the box's edge (the corners of a "0" drawn as a
     rectangle), the next bounding box is tried, and after the last the values stay.
     """
-    from scipy.ndimage import find_objects, label
+    from scipy.ndimage import find_objects
 
     lit = values > SPECK_LEVEL
     whole = rows, cols = ink_box(lit)
     if min(rows.stop - rows.start, cols.stop - cols.start) < MIN_BOX:  # nor is any piece's box
         return values
-    components, count = label(lit[whole], structure=np.ones((3, 3), bool))
-    sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
-    pieces = [(slice(rows.start + r.start, rows.start + r.stop), slice(cols.start + c.start, cols.start + c.stop))
-              for r, c in find_objects(components)]
+    components, sizes, _ = pieces(lit[whole])
+    boxes = [(slice(rows.start + r.start, rows.start + r.stop), slice(cols.start + c.start, cols.start + c.stop))
+             for r, c in find_objects(components)]
     # Largest first, the first on a tie (a stable sort); a lone piece's box is `whole` again.
-    for box in [whole] + [pieces[i] for i in np.argsort(-sizes, kind="stable") if count > 1]:
+    for box in [whole] + [boxes[i] for i in np.argsort(-sizes, kind="stable") if len(sizes) > 1]:
         inside = box_contents(values[box])
         if inside is not None:
             out = np.zeros_like(values)
