@@ -98,7 +98,9 @@ contract" numbers the same steps, and the constants below are the only copy of t
 12. Fit: crop the bounding box of the non-zero pixels and area-resample it so its longer side
     is `BOX` pixels, keeping the aspect (each output pixel averages the source area it covers).
 13. Centre: place it in a `SIZE` x `SIZE` black frame at ((SIZE - h) // 2, (SIZE - w) // 2),
-    then shift it by floor(`CENTRE` - centre of mass + 0.5) along each axis, as MNIST did;
+    then shift it by floor(c + 0.5) along each axis, as MNIST did, where c = `CENTRE` - centre
+    of mass rounded to `CENTRE_DECIMALS` decimals (floor(c 10^6 + 0.5) / 10^6: a symmetric
+    digit's exact half pixel is then the same half in every runtime);
     round to uint8 (floor(x + 0.5)).
 14. Second look: when step 2 reduced the picture by a factor f > 1 and the bounding box of
     step 11's non-zero pixels (in the reduced picture, step 5's sheet offset added) has a
@@ -129,6 +131,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 SIZE = 28  # the model's input side
 BOX = 20  # the digit's longer side, as MNIST fitted it
 CENTRE = 14.0  # where MNIST's centres of mass sit (row and column; measured: 13.99, 14.01)
+CENTRE_DECIMALS = 6  # the shift towards CENTRE is rounded to this many decimals before its half pixel
 MAX_PIXELS = 64_000_000  # a 48-megapixel phone photo passes; a decompression bomb does not
 WORK_SIDE = 256  # images are box-reduced until their longer side is at most this
 LIGHT_BACKGROUND = 128  # alpha: visible pixels at least this light are composited over black
@@ -838,6 +841,17 @@ def round_half_up(values: np.ndarray) -> np.ndarray:
     return np.floor(values + 0.5)
 
 
+def centre_shift(offset: float) -> int:
+    """Step 13's shift: `floor(offset + 0.5)`, with `offset` first rounded to `CENTRE_DECIMALS`.
+
+    A digit symmetric about its middle has its centre of mass exactly on a half pixel, where
+    sums taken in another order (numpy's pairwise sums, another runtime's running sums) land
+    a hair on either side; rounded first, every runtime sees the same half and shifts alike.
+    """
+    scale = 10.0**CENTRE_DECIMALS
+    return int(np.floor(np.floor(offset * scale + 0.5) / scale + 0.5))
+
+
 def fit_and_centre(values: np.ndarray) -> np.ndarray:
     """Steps 12 and 13: crops the ink, fits it into `BOX`, centres it by mass in `SIZE` x `SIZE`.
 
@@ -852,8 +866,8 @@ def fit_and_centre(values: np.ndarray) -> np.ndarray:
     ys, xs = np.indices(digit.shape)
     mass = float(digit.sum())
     top, left = (SIZE - h) // 2, (SIZE - w) // 2
-    dy = int(round_half_up(CENTRE - (top + (ys * digit).sum() / mass)))
-    dx = int(round_half_up(CENTRE - (left + (xs * digit).sum() / mass)))
+    dy = centre_shift(CENTRE - (top + (ys * digit).sum() / mass))
+    dx = centre_shift(CENTRE - (left + (xs * digit).sum() / mass))
     # Keep the whole digit in the frame.
     top, left = min(max(top + dy, 0), SIZE - h), min(max(left + dx, 0), SIZE - w)
     frame = np.zeros((SIZE, SIZE), np.float64)

@@ -444,6 +444,14 @@ def test_step11_a_thin_stroke_is_widened():
     assert pp.fit_and_centre(thin).max() == 41 and pp.fit_and_centre(out).max() == 255
 
 
+def test_step13_a_half_pixel_shift_is_the_same_from_either_side_of_it():
+    # A symmetric digit's exact half pixel, as sums in two orders land on it: both shift by 1.
+    assert pp.centre_shift(0.4999999999999982) == pp.centre_shift(0.5000000000000018) == 1
+    assert pp.centre_shift(-0.5000000000000018) == pp.centre_shift(-0.4999999999999982) == 0
+    # Off the half pixel by more than CENTRE_DECIMALS resolve, as floor(x + 0.5).
+    assert pp.centre_shift(0.499998) == 0 and pp.centre_shift(0.500001) == 1 and pp.centre_shift(-1.49) == -1
+
+
 def test_step13_the_centre_of_mass_lands_on_14_14():
     values = np.zeros((50, 30), np.float32)
     values[5:45, 3:9] = 255  # a bar hugging the left

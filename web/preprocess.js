@@ -12,6 +12,7 @@
 export const SIZE = 28; // the model's input side
 export const BOX = 20; // the digit's longer side, as MNIST fitted it
 export const CENTRE = 14.0; // where MNIST's centres of mass sit (row and column)
+export const CENTRE_DECIMALS = 6; // the shift towards CENTRE is rounded to this many decimals before its half pixel
 export const MAX_PIXELS = 64_000_000; // a 48-megapixel phone photo passes; a bomb does not
 export const WORK_SIDE = 256; // images are box-reduced until their longer side is at most this
 export const LIGHT_BACKGROUND = 128; // alpha: visible pixels at least this light go over black
@@ -740,6 +741,8 @@ export function evenStrokes(values) {
 // --- steps 12 and 13: fit and centre ---------------------------------------------------------
 
 const roundHalfUp = (x) => Math.floor(x + 0.5);
+/** Step 13's shift: floor(offset + 0.5), offset first rounded to CENTRE_DECIMALS (a symmetric digit's half pixel). */
+const centreShift = (offset) => Math.floor(Math.floor(offset * 10 ** CENTRE_DECIMALS + 0.5) / 10 ** CENTRE_DECIMALS + 0.5);
 
 /** Area resampling along one axis: each output pixel averages the source span it covers. */
 function areaWeights(m, n) {
@@ -796,7 +799,7 @@ export function fitAndCentre(values) {
     }
   }
   let row = (SIZE - h) >> 1, col = (SIZE - w) >> 1;
-  const dy = roundHalfUp(CENTRE - (row + rowMass / mass)), dx = roundHalfUp(CENTRE - (col + colMass / mass));
+  const dy = centreShift(CENTRE - (row + rowMass / mass)), dx = centreShift(CENTRE - (col + colMass / mass));
   // Keep the whole digit in the frame.
   row = Math.min(Math.max(row + dy, 0), SIZE - h);
   col = Math.min(Math.max(col + dx, 0), SIZE - w);
