@@ -495,7 +495,7 @@ def pieces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
     components, count = label(mask, structure=np.ones((3, 3), bool))
     sizes = np.bincount(components.ravel(), minlength=count + 1)[1:]
-    edge = np.unique(np.concatenate([components[0], components[-1], components[:, 0], components[:, -1]]))
+    edge = np.unique(border(components))
     on_border = np.zeros(count, bool)
     on_border[edge[edge > 0] - 1] = True
     return components, sizes, on_border
@@ -551,8 +551,7 @@ def keep_digit(values: np.ndarray) -> np.ndarray:
         NoDigitError: when no component is large enough to be a digit.
     """
     kept = specks(values)
-    lit = kept > SPECK_LEVEL
-    if not (lit[0].any() or lit[-1].any() or lit[:, 0].any() or lit[:, -1].any()):  # most pictures
+    if not border(kept > SPECK_LEVEL).any():  # most pictures
         return kept
     components, sizes, on_border = pieces(values > CORE_LEVEL)
     inside = np.where(on_border, 0, sizes)

@@ -394,9 +394,7 @@ export function normalise(ink, darkInk = false, window = undefined) {
 function pieces(values, width, height, level) {
   const { labels, sizes } = components(values, width, height, level);
   const onBorder = new Uint8Array(sizes.length);
-  const onEdge = (i) => { if (labels[i]) onBorder[labels[i] - 1] = 1; };
-  for (let x = 0; x < width; x++) { onEdge(x); onEdge((height - 1) * width + x); }
-  for (let y = 0; y < height; y++) { onEdge(y * width); onEdge(y * width + width - 1); }
+  for (const label of border({ data: labels, width, height })) if (label) onBorder[label - 1] = 1;
   return { labels, sizes, onBorder };
 }
 
@@ -430,14 +428,7 @@ function specks(values) {
 function keepDigit(values, width, height) {
   const gray = new Gray(values, width, height);
   const kept = specks(gray);
-  let touches = false;
-  for (let x = 0; x < width && !touches; x++) {
-    touches = kept.data[x] > SPECK_LEVEL || kept.data[(height - 1) * width + x] > SPECK_LEVEL;
-  }
-  for (let y = 0; y < height && !touches; y++) {
-    touches = kept.data[y * width] > SPECK_LEVEL || kept.data[y * width + width - 1] > SPECK_LEVEL;
-  }
-  if (!touches) return kept;
+  if (!border(kept).some((v) => v > SPECK_LEVEL)) return kept; // most pictures
   const { labels, sizes, onBorder } = pieces(values, width, height, CORE_LEVEL);
   const inside = sizes.map((size, j) => (onBorder[j] ? 0 : size));
   const largest = maxOf(inside);
