@@ -17,8 +17,12 @@ code of its kind (the README's table). Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
+import os
 import shlex
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 
 class TinyError(Exception):
@@ -95,6 +99,33 @@ def handle(command, argv: list[str] | None = None, resume_hint: str | None = Non
         hint = f"; run `{resume_hint}` to resume" if resume_hint else ""
         print(f"interrupted{hint}", file=sys.stderr, flush=True)
         return INTERRUPTED
+
+
+@contextmanager
+def interrupt_exits():
+    """While modules load, Ctrl-C ends the process at once: `interrupted`, exit 130.
+
+    Python raises KeyboardInterrupt wherever the main thread happens to be: inside an import
+    that shows as the import's traceback, and inside a compiled module's initialisation
+    (LiteRT's, TensorFlow's) as an ImportError. Nothing is written while modules load, so
+    leaving at once loses nothing, and the message goes to the terminal even while
+    `quiet_native_stderr` has file descriptor 2 pointed elsewhere.
+    """
+    if threading.current_thread() is not threading.main_thread():  # only it can take signals
+        yield
+        return
+    terminal = os.dup(2)
+
+    def leave(_signum, _frame):
+        os.write(terminal, b"interrupted\n")
+        os._exit(INTERRUPTED)
+
+    previous = signal.signal(signal.SIGINT, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        os.close(terminal)
 
 
 def _fresh_line() -> None:

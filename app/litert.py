@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.errors import InputFileError
+from app.errors import InputFileError, interrupt_exits
 from app.tflog import quiet_native_stderr
 
 
@@ -23,7 +23,8 @@ class TFLiteClassifier:
     """
 
     def __init__(self, path: str | os.PathLike, threads: int = 1):
-        from ai_edge_litert.interpreter import Interpreter
+        with interrupt_exits():  # a Ctrl-C inside LiteRT's start-up would be an ImportError
+            from ai_edge_litert.interpreter import Interpreter
 
         path = Path(path)
         if not path.is_file():

@@ -13,6 +13,8 @@ import os
 import sys
 from contextlib import contextmanager
 
+from app.errors import interrupt_exits
+
 
 def verbose() -> bool:
     """Whether the user asked for the runtimes' own log (TINYMNIST_VERBOSE=1)."""
@@ -39,7 +41,7 @@ def quiet_native_stderr():
 def import_tensorflow() -> None:
     """Imports TensorFlow and probes its devices quietly (see the module docstring)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if verbose() else "3")
-    with quiet_native_stderr():
+    with interrupt_exits(), quiet_native_stderr():
         import tensorflow as tf
 
         tf.config.list_physical_devices()  # probes CUDA now, while it cannot print

@@ -265,6 +265,44 @@ def test_ctrl_c_prints_a_fresh_line_with_the_resume_command(tmp_path):
         f"interrupted; run `python -m app train --quick --epochs 30 --out {out}` to resume")
 
 
+INTERRUPT_WHILE_IMPORTING = """
+import importlib.abc, os, signal, sys
+
+class Interrupt(importlib.abc.MetaPathFinder):
+    # Presses Ctrl-C the moment Python looks for the module named in INTERRUPT_AT.
+    def find_spec(self, name, path, target=None):
+        if name == os.environ["INTERRUPT_AT"]:
+            sys.meta_path.remove(self)
+            os.kill(os.getpid(), signal.SIGINT)
+        return None
+
+sys.meta_path.insert(0, Interrupt())
+"""
+
+
+@pytest.mark.parametrize("module, args", [("app", ["predict", "x.png"]), ("tuner", ["search", "--help"])])
+def test_ctrl_c_while_the_modules_load_is_one_line(cli, tmp_path, module, args):
+    (tmp_path / "sitecustomize.py").write_text(INTERRUPT_WHILE_IMPORTING)
+    env = {"PYTHONPATH": str(tmp_path), "INTERRUPT_AT": f"{module}.cli"}
+    result = cli(*args, module=module, env=env)
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "interrupted\n")
+
+
+def test_ctrl_c_inside_quiet_native_stderr_still_reaches_the_terminal():
+    code = ("import os, signal, time\n"
+            "from app.errors import interrupt_exits\n"
+            "from app.tflog import quiet_native_stderr\n"
+            "with interrupt_exits():\n"
+            "    pass\n"
+            "assert signal.getsignal(signal.SIGINT) is signal.default_int_handler\n"
+            "with interrupt_exits(), quiet_native_stderr():\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "    time.sleep(30)\n"
+            "print('not reached')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "interrupted\n")
+
+
 def test_tensorflow_log_stays_quiet_unless_verbose(cli, tmp_path):
     # A damaged model file is found only by loading it, after TensorFlow's import and its log.
     (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 this zip stops here")

@@ -1,5 +1,8 @@
 """`python -m tuner search ...`: see `tuner.cli`."""
 
-from tuner.cli import main
+from app.errors import interrupt_exits
+
+with interrupt_exits():  # a Ctrl-C while the modules load is one line, not a traceback
+    from tuner.cli import main
 
 raise SystemExit(main())
