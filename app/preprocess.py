@@ -14,7 +14,9 @@ contract" numbers the same steps, and the constants below are the only copy of t
    the outermost ring of pixels, the pixels above the midpoint of the two are the sheet; when
    their largest 4-connected component (the first on a tie) has at least `SHEET_SHARE` of all
    pixels and fills at least `SHEET_FILL` of its bounding box, the image is cropped to that
-   box less `SHEET_MARGIN` of the longer side on every side (the sheet's shaded edge). Then
+   box less `SHEET_MARGIN` of the longer side on every side (the sheet's shaded edge). When
+   it fills at least `SHADED_SHEET_FILL` (a shadow darkens part of the sheet, or a bold light
+   digit fills its box), the crop is read first, and the whole image when it holds no digit. Then
    polarity: subtract the paper from the gray image. When the outermost ring of pixels is
    flat (its 90th and 10th percentiles at most `FLAT_BORDER` apart: a scan, a drawing,
    MNIST), the paper is the ring's median and only the pixels more than `FLAT_BORDER` off it
@@ -139,6 +141,7 @@ FLAT_BORDER = 16  # a border whose 10th-90th percentile spread is at most this i
 SHEET_CONTRAST = 64  # a middle this much lighter than the border is a sheet on a desk
 SHEET_SHARE = 0.3  # ... when the sheet's largest piece has at least this share of the pixels
 SHEET_FILL = 0.9  # ... and fills at least this share of its bounding box (a digit does not)
+SHADED_SHEET_FILL = 0.8  # ... or this share, a shadow on the sheet, when that crop holds a digit
 SHEET_MARGIN = 0.02  # the sheet's edge trimmed off, as a share of the longer side
 POLARITY_WINDOW = 0.5  # the box mean that polarity is judged against, as a share of the side
 POLARITY_PERCENTILE = 0.5  # the darkest and lightest residuals are these percentiles
@@ -319,8 +322,13 @@ def sheet_of(gray: np.ndarray) -> np.ndarray:
     return gray if box is None else gray[box]
 
 
-def sheet_box(gray: np.ndarray) -> tuple[slice, slice] | None:
-    """Step 5's sheet as row and column slices of `gray`, or None when there is none."""
+def sheet_box(gray: np.ndarray, fill: float = SHEET_FILL) -> tuple[slice, slice] | None:
+    """Step 5's sheet as row and column slices of `gray`, or None when there is none.
+
+    Args:
+        gray: the picture.
+        fill: the least share of its bounding box the sheet's piece fills.
+    """
     from scipy.ndimage import find_objects, label
 
     height, width = gray.shape
@@ -337,7 +345,7 @@ def sheet_box(gray: np.ndarray) -> tuple[slice, slice] | None:
     if sizes[biggest] < SHEET_SHARE * gray.size:
         return None
     rows, cols = find_objects(pieces)[biggest - 1]  # its bounding box
-    if sizes[biggest] < SHEET_FILL * (rows.stop - rows.start) * (cols.stop - cols.start):
+    if sizes[biggest] < fill * (rows.stop - rows.start) * (cols.stop - cols.start):
         return None
     margin = int(SHEET_MARGIN * max(height, width))
     top, bottom, left, right = rows.start + margin, rows.stop - margin, cols.start + margin, cols.stop - margin
@@ -880,7 +888,19 @@ def digit_of(gray: np.ndarray, polarity: str = "auto") -> tuple[np.ndarray, tupl
     gray = np.asarray(gray, np.float32)
     if gray.ndim != 2:
         raise ValueError(f"expected a 2-D gray image, got shape {gray.shape}")
-    sheet = sheet_box(gray) or (slice(0, gray.shape[0]), slice(0, gray.shape[1]))
+    whole = (slice(0, gray.shape[0]), slice(0, gray.shape[1]))
+    sheet = sheet_box(gray)
+    if sheet is None and (shaded := sheet_box(gray, SHADED_SHEET_FILL)) is not None:
+        try:
+            return digit_on(gray, shaded, polarity)
+        except NoDigitError:  # a bold light digit fills its box almost as a shaded sheet does
+            pass
+    return digit_on(gray, sheet or whole, polarity)
+
+
+def digit_on(gray: np.ndarray, sheet: tuple[slice, slice],
+             polarity: str) -> tuple[np.ndarray, tuple[slice, slice], tuple[slice, slice]]:
+    """Steps 5 (polarity) to 11 on the `sheet` part of `gray`: `digit_of`'s result."""
     top, left = sheet[0].start, sheet[1].start
     gray = gray[sheet]
     if polarity == "auto":

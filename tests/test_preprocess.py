@@ -121,6 +121,39 @@ def test_step5_a_sheet_on_a_darker_desk_is_cropped_to_the_sheet():
         pp.normalise(gray)
 
 
+def test_step5_a_sheet_darkened_in_a_corner_by_a_shadow_is_still_cropped_to_the_sheet():
+    gray = np.full((100, 140), 60.0, np.float32)  # the desk
+    gray[10:90, 20:120] = 220  # the sheet, 80 x 100
+    gray[10:40, 80:120] *= 0.5  # a shadow over a 30 x 40 corner: 110, under the midpoint 140
+    gray[50:80, 46:52] = 30  # a dark "1" on the lit part
+    # The lit piece fills (8,000 - 1,200 - 180) / 8,000 = 0.83 of its box: under SHEET_FILL,
+    # over SHADED_SHEET_FILL.
+    assert pp.sheet_box(gray) is None
+    assert pp.sheet_box(gray, pp.SHADED_SHEET_FILL) == (slice(12, 88), slice(22, 118))
+    values, _, sheet = pp.digit_of(gray)
+    assert sheet == (slice(12, 88), slice(22, 118))
+    assert pp.preprocess_gray(gray).tolist() == pp.preprocess_gray(gray[sheet]).tolist()
+    ys, xs = np.nonzero(pp.preprocess_gray(gray))
+    assert ys.max() - ys.min() + 1 == 20 and xs.max() - xs.min() + 1 <= 6  # the stroke alone
+
+
+def test_step5_a_light_shape_taken_for_a_shaded_sheet_with_nothing_on_it_is_read_whole():
+    gray = np.zeros((400, 400), np.float32)
+    gray[48:352, 108:292] = 230  # a light block, 304 x 184
+    gray[40:48, 200] = gray[352:360, 200] = gray[200, 100:108] = gray[200, 292:300] = 230  # 8-px spikes
+    # The piece fills 304 x 184 / (320 x 200) = 0.874 of its box and is over SHEET_SHARE of the
+    # picture, with a light middle on a black border: a shaded sheet, as a bold light pen digit
+    # can be. Less SHEET_MARGIN (8 pixels), that "sheet" is the block alone: uniform, no digit.
+    assert pp.sheet_box(gray) is None
+    assert pp.sheet_box(gray, pp.SHADED_SHEET_FILL) == (slice(48, 352), slice(108, 292))
+    with pytest.raises(pp.NoDigitError):
+        pp.digit_on(gray, pp.sheet_box(gray, pp.SHADED_SHEET_FILL), "auto")
+    _, _, sheet = pp.digit_of(gray)  # so the whole picture is read: the block with its spikes
+    assert sheet == (slice(0, 400), slice(0, 400))
+    rows, cols = pp.ink_box(pp.preprocess_gray(gray) > 0)
+    assert (rows.stop - rows.start, cols.stop - cols.start) == (20, 13)  # 320 x 200 fitted: 20 x 12.5
+
+
 def test_step5_paper_filling_the_picture_or_a_light_digit_on_black_is_left_alone():
     paper = np.full((60, 80), 200.0, np.float32)
     paper[20:40, 30:34] = 40
@@ -568,3 +601,4 @@ def test_a_real_mnist_digit_passes_through_unchanged():
         assert np.corrcoef(out.ravel(), image.ravel())[0, 1] > 0.98
         assert (out.astype(int) >= image.astype(int) - 1).mean() > 0.99
     assert bold == [11, 47]  # strokes 5.84 and 6.30 px wide once fitted
+

@@ -20,6 +20,7 @@ export const FLAT_BORDER = 16; // a border whose 10th-90th percentile spread is 
 export const SHEET_CONTRAST = 64; // a middle this much lighter than the border is a sheet on a desk
 export const SHEET_SHARE = 0.3; // ... when the sheet's largest piece has at least this share of the pixels
 export const SHEET_FILL = 0.9; // ... and fills at least this share of its bounding box (a digit does not)
+export const SHADED_SHEET_FILL = 0.8; // ... or this share, a shadow on the sheet, when that crop holds a digit
 export const SHEET_MARGIN = 0.02; // the sheet's edge trimmed off, as a share of the longer side
 export const POLARITY_WINDOW = 0.5; // the box mean polarity is judged against, share of the side
 export const POLARITY_PERCENTILE = 0.5; // the darkest and lightest residuals are these percentiles
@@ -261,8 +262,11 @@ function oddWindow(fraction, gray) {
   return Math.max(3, Math.trunc(fraction * Math.max(gray.width, gray.height)) | 1);
 }
 
-/** Step 5's sheet: a photo of a sheet on a darker desk cropped to the sheet, else `gray`. */
-export function sheetOf(gray) {
+/**
+ * Step 5's sheet: a photo of a sheet on a darker desk cropped to the sheet, else `gray`; the
+ * sheet's piece fills at least `fill` of its bounding box.
+ */
+export function sheetOf(gray, fill = SHEET_FILL) {
   const { data, width, height } = gray;
   if (Math.min(width, height) < 8) return gray;
   const desk = median(border(gray));
@@ -302,7 +306,7 @@ export function sheetOf(gray) {
       top = Math.min(top, y); bottom = Math.max(bottom, y); left = Math.min(left, x); right = Math.max(right, x);
     }
   }
-  if (bestSize < SHEET_FILL * (bottom + 1 - top) * (right + 1 - left)) return gray;
+  if (bestSize < fill * (bottom + 1 - top) * (right + 1 - left)) return gray;
   const margin = Math.trunc(SHEET_MARGIN * Math.max(width, height));
   top += margin; left += margin; bottom += 1 - margin; right += 1 - margin;
   if (bottom - top < 8 || right - left < 8) return gray;
@@ -809,6 +813,22 @@ export function fitAndCentre(values) {
  */
 function digitOf(gray, polarity) {
   const sheet = sheetOf(gray);
+  if (sheet === gray) {
+    const shaded = sheetOf(gray, SHADED_SHEET_FILL);
+    if (shaded !== gray) {
+      try {
+        return digitOn(shaded, polarity);
+      } catch (error) {
+        // A bold light digit fills its box almost as a shaded sheet does.
+        if (!(error instanceof NoDigitError)) throw error;
+      }
+    }
+  }
+  return digitOn(sheet, polarity);
+}
+
+/** Steps 5 (polarity) to 11 on `sheet`, a crop of the picture or all of it: `digitOf`'s result. */
+function digitOn(sheet, polarity) {
   if (polarity === "auto") polarity = polarityOf(sheet);
   const darkInk = polarity === "dark-on-light";
   const ink = darkInk ? new Gray(sheet.data.map((v) => f32(255 - v)), sheet.width, sheet.height) : sheet;
