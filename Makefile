@@ -19,7 +19,7 @@ BUDGET ?= 8000
 TRIALS ?= 30
 TUNE_DIR ?= tuning/budget$(BUDGET)
 
-.PHONY: install train test export predict results realworld bench tune frontier demo screenshot clean
+.PHONY: install train test export predict results realworld cases bench tune frontier demo screenshot clean
 
 install: $(STAMP)
 
@@ -52,6 +52,10 @@ results: $(STAMP)
 
 realworld: $(STAMP)
 	$(PY) -m app realworld $(ARGS)
+
+# The preprocessing contract's conformance cases (pictures and the 28x28 each gives) for ports.
+cases: $(STAMP)
+	$(PY) -m app cases
 
 bench: $(STAMP)
 	$(PY) -m app bench --run $(RUN) --exported exported $(ARGS)

@@ -1,4 +1,4 @@
-"""The command line: `python -m app {train,export,predict,results,bench}`.
+"""The command line: `python -m app {train,export,predict,results,realworld,cases,bench}`.
 
 Every error a user can fix prints one line and exits with the code of its kind (see
 `app.errors`); heavy modules are imported only by the command that needs them, so `predict`
@@ -115,6 +115,10 @@ def build_parser() -> Parser:
     realworld.add_argument("--no-mnist", action="store_true", help="skip the MNIST-unchanged check")
     realworld.add_argument("--out", default="results/realworld.md", help="where the report goes")
     add_verbose(realworld)
+
+    cases = commands.add_parser(
+        "cases", help="write the preprocessing contract's conformance cases: pictures and their 28x28s")
+    cases.add_argument("--out", default="tests/contract", help="the cases' folder (default tests/contract)")
 
     bench = commands.add_parser("bench", help="measure training throughput, time to accuracy, latency")
     bench.add_argument("--run", default="runs/seed0", help="a finished default run; bench.json/md go here")
@@ -253,6 +257,18 @@ def run_realworld(args) -> int:
     return 0
 
 
+def run_cases(args) -> int:
+    from app.conformance import write
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file; give a folder for the cases")
+    cases = write(out)
+    refused = sum("refusal" in case for case in cases)
+    print(f"wrote {len(cases)} cases ({len(cases) - refused} digits, {refused} refusals) into {out}")
+    return 0
+
+
 def run_metrics(run: str, mnist: bool) -> dict:
     """A run folder's `metrics.json`, refusing a validation run when the MNIST check would
     read the test split for it."""
@@ -294,6 +310,7 @@ COMMANDS = {
     "predict": run_predict,
     "results": run_results,
     "realworld": run_realworld,
+    "cases": run_cases,
     "bench": run_bench,
 }
 

@@ -61,6 +61,8 @@ SMALLEST = "below the smallest model of the search space (1,922 parameters)"
      "error: no model at {tmp}/nope.tflite; run `make export` or pass --model"),
     ("app", ["realworld", "--run", "{tmp}/run", "--devset", "{tmp}/set"], 3,
      "error: cannot read the metrics file, {tmp}/run/metrics.json (No such file or directory); check the path"),
+    ("app", ["cases", "--out", "{tmp}/config.json"], 2,
+     "error: --out {tmp}/config.json is a file; give a folder for the cases"),
     ("tuner", ["search", "--budget", "1900", "--dir", "{tmp}/out"], 2, f"error: budget 1,900 is {SMALLEST}"),
     ("tuner", ["frontier", "--budgets", "5000", "1500", "--dir", "{tmp}/out"], 2, f"error: budget 1,500 is {SMALLEST}"),
 ])

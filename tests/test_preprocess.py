@@ -1,6 +1,7 @@
 """The preprocessing contract, step by step, on small synthetic images (see app/preprocess.py)."""
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -602,3 +603,30 @@ def test_a_real_mnist_digit_passes_through_unchanged():
         assert (out.astype(int) >= image.astype(int) - 1).mean() > 0.99
     assert bold == [11, 47]  # strokes 5.84 and 6.30 px wide once fitted
 
+
+def test_conformance_cases_give_their_expected_28x28s_exactly():
+    from app.conformance import read
+
+    cases = read(ROOT / "tests" / "contract")
+    assert len(cases) == 22 and sum("refusal" in case for case in cases) == 4
+    for case in cases:
+        if "refusal" in case:
+            with pytest.raises(pp.NoDigitError, match=re.escape(case["refusal"])):
+                pp.preprocess_file(case["picture"])
+        else:
+            np.testing.assert_array_equal(pp.preprocess_file(case["picture"]), case["pixels"],
+                                          err_msg=case["picture"].name)
+
+
+def test_conformance_cases_are_what_the_cases_command_writes(tmp_path):
+    from app.conformance import read, write
+
+    write(tmp_path / "contract")
+    fresh, committed = read(tmp_path / "contract"), read(ROOT / "tests" / "contract")
+    assert [c["shows"] for c in fresh] == [c["shows"] for c in committed]
+    for new, old in zip(fresh, committed):
+        assert new["picture"].name == old["picture"].name and new.get("refusal") == old.get("refusal")
+        with Image.open(new["picture"]) as a, Image.open(old["picture"]) as b:
+            assert a.mode == b.mode and np.array_equal(np.asarray(a), np.asarray(b)), new["picture"].name
+        if "pixels" in old:
+            np.testing.assert_array_equal(new["pixels"], old["pixels"])

@@ -272,6 +272,33 @@ def test_page_runs_without_errors_and_leaves_a_screenshot(browser):
         assert shot.size == (800, 560)
 
 
+def test_conformance_cases_in_javascript_give_their_expected_28x28s(tmp_path):
+    """The committed cases (`python -m app cases`) through web/preprocess.js under node, from the
+    pixels Python decodes: as another port would check itself."""
+    from app.conformance import read, rgba
+
+    cases = read(ROOT / "tests" / "contract")
+    request = []
+    for i, case in enumerate(cases):
+        data, width, height = rgba(case["picture"])
+        (tmp_path / f"{i}.rgba").write_bytes(data)
+        request.append({"file": f"{i}.rgba", "width": width, "height": height})
+    (tmp_path / "request.json").write_text(json.dumps(request))
+    run = subprocess.run(["node", WEB / "test" / "contract.mjs", tmp_path / "request.json", tmp_path / "result.json"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    results = json.loads((tmp_path / "result.json").read_text())
+    assert len(results) == len(cases) == 22
+    for case, result in zip(cases, results):
+        name = case["picture"].name
+        if "refusal" in case:
+            assert result == {"refusal": case["refusal"]}, name
+            continue
+        assert "pixels" in result, f"{name}: {result.get('refusal')}"
+        pixels = np.array(result["pixels"], np.int16).reshape(28, 28)
+        assert np.abs(pixels - case["pixels"]).max() <= 1, name  # float32 and float64 round apart
+
+
 def test_javascript_constants_equal_python():
     from app import preprocess
 
