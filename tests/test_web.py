@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 
 from app import preprocess as pp
 
@@ -34,6 +34,7 @@ PHOTOS = 50
 TIGHT = 10
 FAR = 8
 BOXED = 8
+CASE_PICTURES = ["thin_7.png", "hairline_7.png", "ruled_blank.png", "shadow_0.png", "ring_0.png", "dash.png"]
 
 # Strokes in 0..1 of the canvas, drawn with the mouse (pointer events) as a user would.
 DRAWINGS = {
@@ -106,20 +107,13 @@ def run_page(tmp: Path) -> None:
         tight = np.kron(image[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], np.ones((4, 4), np.uint8))
         files.append(tmp / f"tight_{i:02d}.png")
         Image.fromarray(255 - tight if i % 2 else tight).save(files[-1])
-    # A "7" drawn with a fine pen on a large white canvas: widened by step 11; and one so fine
-    # (2 px on 1,024) that under 0.5% of the pixels are ink: step 7's sparse peak finds it.
-    for name, side, pen in (("thin_7.png", 800, 3), ("hairline_7.png", 1024, 2)):
-        canvas = Image.new("L", (side, side), 255)
-        corners = [(0.3 * side, 0.25 * side), (0.7 * side, 0.25 * side), (0.45 * side, 0.8 * side)]
-        ImageDraw.Draw(canvas).line(corners, fill=0, width=pen, joint="curve")
+    # From the contract's conformance cases: a "7" drawn with a fine pen on a large white canvas
+    # (step 11 widens it) and one so fine that under 0.5% of the pixels are ink (step 7's sparse
+    # peak), a ruled page with nothing written (refused), a "0" on a shadow's edge (step 8's
+    # cores), a circle whose centre of mass lies on a half pixel (step 13), a dash (step 15).
+    for name in CASE_PICTURES:
         files.append(tmp / name)
-        canvas.save(files[-1])
-    # A ruled page with nothing written: step 8 clears its lines and both refuse it.
-    page = np.full((180, 240), 230, np.uint8)
-    for top in (30, 75, 120, 165):
-        page[top : top + 2] = 150
-    files.append(tmp / "ruled_blank.png")
-    Image.fromarray(page).save(files[-1])
+        shutil.copy(ROOT / "tests" / "contract" / "pictures" / name, files[-1])
     # A "7" inside a box drawn around it, turned 3 degrees: step 8 clears the box.
     boxed = Image.new("L", (320, 300), 230)
     draw = ImageDraw.Draw(boxed)
@@ -127,27 +121,11 @@ def run_page(tmp: Path) -> None:
     draw.line([(110, 90), (210, 90), (150, 230)], fill=30, width=10, joint="curve")
     files.append(tmp / "boxed_7.png")
     boxed.rotate(3, resample=Image.BILINEAR, fillcolor=230).save(files[-1])
-    # A "0" whose right side lies on the edge of a shadow: step 8's cores drop the shadow.
-    zero = Image.new("L", (200, 240), 225)
-    draw = ImageDraw.Draw(zero)
-    draw.rectangle([160, 0, 199, 239], fill=175)
-    draw.ellipse([90, 60, 160, 180], outline=85, width=9)
-    draw.arc([90, 60, 160, 180], 200, 300, fill=70, width=11)  # where the pen started: heavier
-    files.append(tmp / "shadow_0.png")
-    zero.filter(ImageFilter.GaussianBlur(1)).save(files[-1])
-    # A circle, symmetric both ways: its centre of mass falls exactly on a half pixel (step 13).
-    # Under WORK_SIDE, so that no reduction (step 2) breaks the symmetry.
-    ring = Image.new("L", (240, 240), 255)
-    ImageDraw.Draw(ring).ellipse([60, 60, 180, 180], outline=0, width=10)
-    files.append(tmp / "ring_0.png")
-    ring.save(files[-1])
-    # A dash and a dark square on paper: read as ink, refused by step 15 as no digit's shape.
-    for name, (rows, cols) in (("dash.png", (slice(58, 62), slice(40, 100))),
-                               ("patch.png", (slice(100, 140), slice(90, 130)))):
-        paper = np.full((120, 160) if name == "dash.png" else (240, 240), 230, np.uint8)
-        paper[rows, cols] = 40
-        files.append(tmp / name)
-        Image.fromarray(paper).save(files[-1])
+    # A dark square on paper: read as ink, refused by step 15 as no digit's shape.
+    paper = np.full((240, 240), 230, np.uint8)
+    paper[100:140, 90:130] = 40
+    files.append(tmp / "patch.png")
+    Image.fromarray(paper).save(files[-1])
     (tmp / "files.json").write_text(json.dumps([str(p.relative_to(tmp)) for p in files]))
     blank = tmp / "blank.png"
     Image.new("L", (64, 64), 230).save(blank)
