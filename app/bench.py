@@ -13,6 +13,7 @@ BatchNorm, ReLU, pooling, Dropout and the optimizer update are element-wise and 
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -136,9 +137,10 @@ def training_throughput(config: ModelConfig, recipe: Recipe, pipeline: str, warm
 
 
 # Training-speed experiments, each in a fresh process (thread counts, the mixed-precision
-# policy and the Keras backend must be set before anything runs): name, then the changes it
-# makes. The JAX row compares with the TensorFlow row without augmentation: the augmentation
-# runs Keras ops inside tf.data, which only the TensorFlow backend can.
+# policy, the Keras backend and TensorFlow's environment must be set before anything runs):
+# name, then the changes it makes. The JAX row compares with the TensorFlow row without
+# augmentation: the augmentation runs Keras ops inside tf.data, which only the TensorFlow
+# backend can.
 EXPERIMENTS = {
     "the run's recipe": {},
     "no augmentation (shift, rotation, stroke 0)": {"recipe": {"shift": 0.0, "rotation": 0.0, "stroke": 0.0}},
@@ -150,6 +152,7 @@ EXPERIMENTS = {
     "1 inter-op thread": {"inter_op": 1},
     "4 intra-op threads": {"intra_op": 4},
     "whole-model XLA (jit_compile=True)": {"jit_compile": True},
+    "oneDNN off (TF_ENABLE_ONEDNN_OPTS=0)": {"env": {"TF_ENABLE_ONEDNN_OPTS": "0"}},
     "no augmentation, Keras JAX backend": {"backend": "jax", "recipe": {"shift": 0.0, "rotation": 0.0, "stroke": 0.0}},
     "BatchNorm removed (what its layers cost)": {"batchnorm": "none"},
     "BatchNorm as a per-channel scale and shift (no batch statistics)": {"batchnorm": "scale_shift"},
@@ -264,14 +267,14 @@ def experiment(config: dict, recipe: dict, changes: dict, steps: dict) -> dict:
     recipe = Recipe.from_dict({**recipe, **changes.get("recipe", {})})
     # JAX runs a training step only as one XLA program; eagerly it would time Python.
     jit_compile = changes.get("jit_compile", backend == "jax")
-    return training_throughput(ModelConfig.from_dict(config), recipe, "current", jit_compile=jit_compile,
-                               batchnorm=changes.get("batchnorm"), **steps)
+    result = training_throughput(ModelConfig.from_dict(config), recipe, "current", jit_compile=jit_compile,
+                                 batchnorm=changes.get("batchnorm"), **steps)
+    return {**result, "environment": {name: os.environ.get(name) for name in changes.get("env", {})}}
 
 
 def experiments(config: ModelConfig, recipe: Recipe, quick: bool = False, names=None) -> list[dict]:
     """Runs every entry of `EXPERIMENTS` (or those in `names`) in its own Python process."""
     import importlib.util
-    import os
     import subprocess
     import sys
 
@@ -287,7 +290,7 @@ def experiments(config: ModelConfig, recipe: Recipe, quick: bool = False, names=
         code = ("import json, sys; from app.tflog import import_tensorflow; import_tensorflow(); "
                 "from app.bench import experiment; print(json.dumps(experiment(*json.loads(sys.argv[1]))))")
         done = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True,
-                              env={**os.environ, "KERAS_BACKEND": backend})
+                              env={**os.environ, "KERAS_BACKEND": backend, **EXPERIMENTS[name].get("env", {})})
         if done.returncode:
             reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
             rows.append({"name": name, "error": reason})
