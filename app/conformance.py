@@ -88,10 +88,11 @@ def pictures() -> list[tuple[str, Image.Image, str]]:
 
     # A small digit in a large picture: step 7's sparse peak and step 14's second look.
     far = Image.new("L", (960, 720), 0)
-    far.putdata([int(215 + 12 * x / 960) for _ in range(720) for x in range(960)])
+    far.putdata([int(205 + 30 * x / 960) for _ in range(720) for x in range(960)])
     glyph = Image.fromarray(font_digit(9)).resize((84, 84), Image.BICUBIC)
     far.paste(Image.new("L", glyph.size, 60), (610, 250), glyph)
-    add("far_9.png", far.filter(ImageFilter.GaussianBlur(1)), "steps 7 and 14: a digit 12% as tall as the picture")
+    add("far_9.png", far.filter(ImageFilter.GaussianBlur(1)),
+        "steps 5, 7 and 14: a digit 12% as tall as a picture with a gradient (the rarer tails decide)")
 
     for digit, dark in ((3, True), (0, False)):  # cut out to its own box: step 10's frame
         pixels = font_digit(digit, stroke=1)

@@ -22,10 +22,11 @@ contract" numbers the same steps, and the constants below are the only copy of t
    MNIST), the paper is the ring's median and only the pixels more than `FLAT_BORDER` off it
    count (when there are any: a thin digit on a large canvas is a tiny share); otherwise (a
    photo) it is the box mean `POLARITY_WINDOW` of the longer side wide (odd; edges
-   repeated), which follows shadows and gradients. When the residual's
-   `POLARITY_PERCENTILE`th percentile lies farther below 0 than its
-   (100 - `POLARITY_PERCENTILE`)th lies above, the ink is dark and the image is inverted
-   (255 - gray), so from here on the ink is light on a dark background.
+   repeated), which follows shadows and gradients. The ink is the residual's farther tail:
+   its `SPARSE_POLARITY_PERCENTILE`th or (100 - `SPARSE_POLARITY_PERCENTILE`)th percentile
+   when one lies at least `POLARITY_RATIO` times as far from 0 as the other (a small digit's
+   ink), else the same with `POLARITY_PERCENTILE`. When it lies below 0 the ink is dark and
+   the image is inverted (255 - gray), so from here on the ink is light on a dark background.
 6. Background: a grey opening (a min filter, then a max filter, both `BG_FRACTION` of the
    longer side wide, edges repeated) is the paper alone: strokes are narrower than the
    window, while tint, gradients and the edges of shadows are kept where they are. It is
@@ -145,6 +146,8 @@ SHADED_SHEET_FILL = 0.8  # ... or this share, a shadow on the sheet, when that c
 SHEET_MARGIN = 0.02  # the sheet's edge trimmed off, as a share of the longer side
 POLARITY_WINDOW = 0.5  # the box mean that polarity is judged against, as a share of the side
 POLARITY_PERCENTILE = 0.5  # the darkest and lightest residuals are these percentiles
+SPARSE_POLARITY_PERCENTILE = 0.1  # rarer tails, read first: a small digit's ink is fewer pixels
+POLARITY_RATIO = 1.25  # ... and deciding when one reaches at least this many times as far as the other
 BG_FRACTION = 0.4  # the background's opening is this share of the longer side wide
 MIN_LIGHT = 16.0  # the least paper light divided by (keeps black paper from blowing up)
 NOISE_MADS = 2.0  # the noise floor: the paper's median plus this many scaled MADs
@@ -375,10 +378,19 @@ def polarity_of(gray: np.ndarray) -> str:
     else:
         window = max(3, int(POLARITY_WINDOW * max(gray.shape)) | 1)
         residual = gray - uniform_filter(gray, size=window, mode="nearest")
-    ordered = sorted_at(residual, [POLARITY_PERCENTILE, 100 - POLARITY_PERCENTILE])
-    darkest = percentile_of_sorted(ordered, POLARITY_PERCENTILE)
-    lightest = percentile_of_sorted(ordered, 100 - POLARITY_PERCENTILE)
-    return "dark-on-light" if -darkest > lightest else "light-on-dark"
+    ordered = sorted_at(residual, [SPARSE_POLARITY_PERCENTILE, POLARITY_PERCENTILE,
+                                   100 - POLARITY_PERCENTILE, 100 - SPARSE_POLARITY_PERCENTILE])
+
+    def tails(percent: float) -> tuple[float, float]:  # how far below and above 0 they reach
+        return -float(percentile_of_sorted(ordered, percent)), float(percentile_of_sorted(ordered, 100 - percent))
+
+    # A small digit in a large photo is under POLARITY_PERCENTILE of the pixels: those tails
+    # are then the paper's shadows and gradients, alike on both sides, and the rarer tails,
+    # where the ink lies, decide when one of them clearly reaches farther.
+    darkest, lightest = tails(SPARSE_POLARITY_PERCENTILE)
+    if not (darkest >= POLARITY_RATIO * lightest or lightest >= POLARITY_RATIO * darkest):
+        darkest, lightest = tails(POLARITY_PERCENTILE)
+    return "dark-on-light" if darkest > lightest else "light-on-dark"
 
 
 def median(values: np.ndarray) -> np.floating:

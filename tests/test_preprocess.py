@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
+from scipy.ndimage import uniform_filter
 
 from app import preprocess as pp
 
@@ -102,6 +103,21 @@ def test_step5_a_thin_digit_on_a_large_clean_canvas_is_dark_ink():
     assert pp.percentile_of_sorted(residual, 0.5) == pp.percentile_of_sorted(residual, 99.5) == 0
     assert pp.polarity_of(gray) == "dark-on-light"
     assert pp.polarity_of(255 - gray) == "light-on-dark"
+
+
+def test_step5_a_small_dark_digit_on_shaded_paper_is_dark_ink_by_the_rarer_tails(monkeypatch):
+    gray = np.tile(np.linspace(190, 230, 240, dtype=np.float32), (180, 1))  # a gradient: no flat border
+    gray[20:50, 20:80] += 25  # a reflection, 1,800 pixels (4%)
+    gray[100:120, 150:153] = 60  # a small dark "1", 60 pixels (0.14%)
+    window = max(3, int(pp.POLARITY_WINDOW * 240) | 1)
+    residual = np.sort(gray - uniform_filter(gray, size=window, mode="nearest"), axis=None)
+    # At POLARITY_PERCENTILE (0.5%) the dark tail is the gradient's, the light one the
+    # reflection's; at SPARSE_POLARITY_PERCENTILE (0.1%) the dark tail is the ink's.
+    assert -pp.percentile_of_sorted(residual, 0.5) < pp.percentile_of_sorted(residual, 99.5)
+    assert -pp.percentile_of_sorted(residual, 0.1) >= pp.POLARITY_RATIO * pp.percentile_of_sorted(residual, 99.9)
+    assert pp.polarity_of(gray) == "dark-on-light" and pp.polarity_of(255 - gray) == "light-on-dark"
+    monkeypatch.setattr(pp, "POLARITY_RATIO", float("inf"))  # the wider tails alone
+    assert pp.polarity_of(gray) == "light-on-dark"
 
 
 def test_step5_a_sheet_on_a_darker_desk_is_cropped_to_the_sheet():

@@ -285,7 +285,7 @@ def test_javascript_constants_equal_python():
     python = {name: getattr(preprocess, name) for name in constants}
     assert {k: float(v.replace("_", "")) for k, v in constants.items()} == python
     names = re.findall(r"^([A-Z_]+) = ", Path(preprocess.__file__).read_text(), re.M)
-    assert sorted(constants) == sorted(names) and len(names) == 42
+    assert sorted(constants) == sorted(names) and len(names) == 44
 
 
 def test_javascript_module_imports_resolve_locally():

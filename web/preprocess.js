@@ -24,6 +24,8 @@ export const SHADED_SHEET_FILL = 0.8; // ... or this share, a shadow on the shee
 export const SHEET_MARGIN = 0.02; // the sheet's edge trimmed off, as a share of the longer side
 export const POLARITY_WINDOW = 0.5; // the box mean polarity is judged against, share of the side
 export const POLARITY_PERCENTILE = 0.5; // the darkest and lightest residuals are these percentiles
+export const SPARSE_POLARITY_PERCENTILE = 0.1; // rarer tails, read first: a small digit's ink is fewer pixels
+export const POLARITY_RATIO = 1.25; // ... and deciding when one reaches at least this many times as far as the other
 export const BG_FRACTION = 0.4; // the background's opening is this share of the longer side wide
 export const MIN_LIGHT = 16.0; // the least paper light divided by
 export const NOISE_MADS = 2.0; // the noise floor: the paper's median plus this many scaled MADs
@@ -333,8 +335,16 @@ export function polarityOf(gray) {
     for (let i = 0; i < residual.length; i++) residual[i] = f32(gray.data[i] - mean[i]);
   }
   const s = sorted(residual);
-  const darkest = percentileSorted(s, POLARITY_PERCENTILE), lightest = percentileSorted(s, 100 - POLARITY_PERCENTILE);
-  return -darkest > lightest ? "dark-on-light" : "light-on-dark";
+  // A small digit in a large photo is under POLARITY_PERCENTILE of the pixels: those tails are
+  // then the paper's shadows and gradients, alike on both sides, and the rarer tails, where the
+  // ink lies, decide when one of them clearly reaches farther.
+  let darkest = -percentileSorted(s, SPARSE_POLARITY_PERCENTILE);
+  let lightest = percentileSorted(s, 100 - SPARSE_POLARITY_PERCENTILE);
+  if (!(darkest >= POLARITY_RATIO * lightest || lightest >= POLARITY_RATIO * darkest)) {
+    darkest = -percentileSorted(s, POLARITY_PERCENTILE);
+    lightest = percentileSorted(s, 100 - POLARITY_PERCENTILE);
+  }
+  return darkest > lightest ? "dark-on-light" : "light-on-dark";
 }
 
 // --- steps 6 to 8: background, contrast, specks --------------------------------------------
