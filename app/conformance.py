@@ -79,9 +79,9 @@ def pictures() -> list[tuple[str, Image.Image, str]]:
         if sheet_box(gray) is None and sheet_box(gray, SHADED_SHEET_FILL) is not None:
             break
     add("shaded_desk_2.png", shaded, "step 5: a sheet partly in shadow is cropped to it (SHADED_SHEET_FILL)")
-    block = np.zeros((200, 200), np.uint8)  # fills 152 x 92 / (160 x 100) = 0.87 of its box
-    block[24:176, 54:146] = 230
-    block[20:24, 100] = block[176:180, 100] = block[100, 50:54] = block[100, 146:150] = 230
+    block = np.zeros((200, 120), np.uint8)  # fills 172 x 70 / (180 x 78) = 0.86 of its box
+    block[14:186, 25:95] = 230
+    block[10:14, 60] = block[186:190, 60] = block[100, 21:25] = block[100, 95:99] = 230
     add("spiked_block.png", Image.fromarray(block),
         "step 5: a light shape taken for a shaded sheet, with nothing on it, is read whole")
     add("boxed_6.png", small_photo(6, rng, 220, boxed=True)[0], "step 8: a box drawn around the digit is cleared")

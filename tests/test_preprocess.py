@@ -213,6 +213,12 @@ def test_step7_a_small_digit_in_a_large_picture_is_found_and_noise_alone_is_not(
     assert (ys.min(), ys.max(), xs.min(), xs.max()) == (200, 259, 195, 203)
     with pytest.raises(pp.NoDigitError, match="^no digit found"):
         pp.normalise(rng.normal(40, 4, (400, 400)).astype(np.float32))
+    # A stroke of 80 pixels, 0.05% of the picture: under the brightest 0.1% but over 0.03%.
+    ink[200:260, 198:202] = rng.normal(40, 4, (60, 4))
+    ink[200:220, 198:202] = 140
+    out = pp.normalise(ink)
+    ys, xs = np.nonzero(out > 250)
+    assert (ys.min(), ys.max(), xs.min(), xs.max()) == (200, 219, 198, 201)
 
 
 def test_step7_contrast_maps_the_paper_to_0_and_the_ink_to_255():
