@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from app import devset
+from app.files import atomic_folder
 from app.preprocess import SHADED_SHEET_FILL, NoDigitError, decode, preprocess_file, sheet_box, to_gray
 
 CASES = Path("tests/contract")
@@ -168,38 +168,31 @@ def expected(path: Path) -> tuple[np.ndarray | None, str | None]:
 def write(folder: str | Path = CASES) -> list[dict]:
     """Writes every case's picture, its expected 28x28 and `cases.json` into `folder`.
 
-    The set is written beside `folder` first and swapped in whole, so a kill leaves the old one.
+    The set is written beside `folder` first and swapped in whole (`atomic_folder`), so a kill
+    leaves the old one.
 
     Returns:
         The cases as listed in `cases.json`.
     """
-    folder = Path(folder)
-    staging = folder.with_name(f".staging-{folder.name}")
-    shutil.rmtree(staging, ignore_errors=True)
-    (staging / "pictures").mkdir(parents=True)
-    (staging / "expected").mkdir()
     listed = []
-    for name, picture, shows in pictures():
-        path = staging / "pictures" / name
-        if name.endswith(".jpg"):
-            picture.save(path, quality=90, exif=picture.info["exif"])
-        else:
-            picture.save(path, optimize=True)
-        pixels, refusal = expected(path)
-        case = {"picture": f"pictures/{name}", "shows": shows}
-        if refusal is None:
-            case["expected"] = f"expected/{Path(name).stem}.png"
-            Image.fromarray(pixels).save(staging / case["expected"])
-        else:
-            case["refusal"] = refusal
-        listed.append(case)
-    (staging / "cases.json").write_text(json.dumps(listed, indent=1) + "\n")
-    old = folder.with_name(f".old-{folder.name}")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    staging.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    with atomic_folder(folder) as staging:
+        (staging / "pictures").mkdir()
+        (staging / "expected").mkdir()
+        for name, picture, shows in pictures():
+            path = staging / "pictures" / name
+            if name.endswith(".jpg"):
+                picture.save(path, quality=90, exif=picture.info["exif"])
+            else:
+                picture.save(path, optimize=True)
+            pixels, refusal = expected(path)
+            case = {"picture": f"pictures/{name}", "shows": shows}
+            if refusal is None:
+                case["expected"] = f"expected/{Path(name).stem}.png"
+                Image.fromarray(pixels).save(staging / case["expected"])
+            else:
+                case["refusal"] = refusal
+            listed.append(case)
+        (staging / "cases.json").write_text(json.dumps(listed, indent=1) + "\n")
     return listed
 
 

@@ -11,15 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from app import tflite_metadata
 from app.errors import InputFileError, Refused
-from app.files import folder_lock, share
+from app.files import atomic_folder, folder_lock
 from app.litert import TFLiteClassifier
 from app.provenance import versions
 
@@ -42,9 +40,6 @@ DESCRIPTION = {
     "author": "tinymnist",
     "license": "Apache-2.0",
 }
-# The set is assembled in a hidden folder beside the destination (git ignores the pattern);
-# one left by a killed export is removed by the next.
-STAGING_PREFIX = ".staging-"
 
 
 class ExportRefused(Refused):
@@ -293,55 +288,48 @@ def export(
     model = load_keras_model(model_path)
     made_by = run_record(model_path.parent)
     out.parent.mkdir(parents=True, exist_ok=True)
-    with folder_lock(out.parent, command or "python -m app export", name=f".{out.name}.lock"):
-        for stale in out.parent.glob(f"{STAGING_PREFIX}{out.name}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out.name}-", dir=out.parent))
-        try:
-            config = (made_by["provenance"] or made_by["metrics"] or {}).get("config")
-            scores, floats = write_formats(model, staging, config)
-            problems = check_bar(scores, min_accuracy)
-            if floats:
-                problems.append(f"an int8 model still has float tensors: {', '.join(floats[:3])}")
-            if problems:
-                raise ExportRefused(f"export refused, {out} left as it was: " + "; ".join(problems))
+    with folder_lock(out.parent, command or "python -m app export", name=f".{out.name}.lock"), \
+            atomic_folder(out) as staging:
+        config = (made_by["provenance"] or made_by["metrics"] or {}).get("config")
+        scores, floats = write_formats(model, staging, config)
+        problems = check_bar(scores, min_accuracy)
+        if floats:
+            problems.append(f"an int8 model still has float tensors: {', '.join(floats[:3])}")
+        if problems:
+            raise ExportRefused(f"export refused, {out} left as it was: " + "; ".join(problems))
 
-            files = sorted(p for p in staging.rglob("*") if p.is_file())
-            metadata = {
-                "files": {
-                    str(p.relative_to(staging)): {"bytes": p.stat().st_size, "sha256": sha256(p)} for p in files
-                },
-                "test_images": scores["test_images"],
-                "accuracy": scores["accuracy"],
-                "parity": scores["parity"],
-                "runtimes": {
-                    "keras": "keras.Model.predict_on_batch",
-                    "saved_model": "tf.saved_model.load(...).signatures['serving_default']",
-                    "tflite_float32": "ai_edge_litert.interpreter.Interpreter, one image per invoke",
-                    "tflite_int8": "ai_edge_litert.interpreter.Interpreter, one image per invoke",
-                    "mediapipe": "mediapipe.tasks.python.vision.ImageClassifier on digit_classifier.tflite, "
-                                 "each gray test image given as an SRGB mp.Image",
-                },
-                "tflite_io": {name: tensor_io(staging / name) for name in
-                              ("model_float32.tflite", "model_int8.tflite", "digit_classifier.tflite")},
-                "folded_batchnorm": config is not None and foldable(model, config) is not model,
-                "tflite_anatomy": {name: anatomy((staging / name).read_bytes()) for name in
-                                   ("model_float32.tflite", "model_int8.tflite", "digit_classifier.tflite")},
-                "calibration": f"the first {CALIBRATION_IMAGES} images of the MNIST train split",
-                "parameters": parameter_counts(model),
-                "source_run": str(model_path.parent),
-                "provenance": made_by["provenance"],
-                "run_metrics": made_by["metrics"],
-                "versions": versions(),
-                "commands": [c for c in (made_by["command"], command
-                                         or f"python -m app export --model {model_path} --out {out}") if c],
-            }
-            (staging / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
-            share(staging)
-            swap_in(staging, out)
-            return metadata
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+        files = sorted(p for p in staging.rglob("*") if p.is_file())
+        metadata = {
+            "files": {
+                str(p.relative_to(staging)): {"bytes": p.stat().st_size, "sha256": sha256(p)} for p in files
+            },
+            "test_images": scores["test_images"],
+            "accuracy": scores["accuracy"],
+            "parity": scores["parity"],
+            "runtimes": {
+                "keras": "keras.Model.predict_on_batch",
+                "saved_model": "tf.saved_model.load(...).signatures['serving_default']",
+                "tflite_float32": "ai_edge_litert.interpreter.Interpreter, one image per invoke",
+                "tflite_int8": "ai_edge_litert.interpreter.Interpreter, one image per invoke",
+                "mediapipe": "mediapipe.tasks.python.vision.ImageClassifier on digit_classifier.tflite, "
+                             "each gray test image given as an SRGB mp.Image",
+            },
+            "tflite_io": {name: tensor_io(staging / name) for name in
+                          ("model_float32.tflite", "model_int8.tflite", "digit_classifier.tflite")},
+            "folded_batchnorm": config is not None and foldable(model, config) is not model,
+            "tflite_anatomy": {name: anatomy((staging / name).read_bytes()) for name in
+                               ("model_float32.tflite", "model_int8.tflite", "digit_classifier.tflite")},
+            "calibration": f"the first {CALIBRATION_IMAGES} images of the MNIST train split",
+            "parameters": parameter_counts(model),
+            "source_run": str(model_path.parent),
+            "provenance": made_by["provenance"],
+            "run_metrics": made_by["metrics"],
+            "versions": versions(),
+            "commands": [c for c in (made_by["command"], command
+                                     or f"python -m app export --model {model_path} --out {out}") if c],
+        }
+        (staging / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n")
+        return metadata
 
 
 def check_model_file(path: str | os.PathLike) -> None:
@@ -513,12 +501,3 @@ def tensor_io(path: Path) -> dict:
     }
 
 
-def swap_in(staging: Path, out: Path) -> None:
-    """Replaces `out` with `staging` by renames, so readers see the old set or the new one."""
-    if out.exists():
-        retired = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{out.name}-old-", dir=out.parent))
-        os.replace(out, retired / out.name)
-        os.replace(staging, out)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(staging, out)

@@ -6,6 +6,7 @@ import csv
 import fcntl
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +57,39 @@ def atomic_path(path: str | os.PathLike):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+STAGING_PREFIX = ".staging-"  # git ignores folders named so
+
+
+@contextmanager
+def atomic_folder(path: str | os.PathLike):
+    """Yields a staging folder beside `path` that replaces `path` whole, by renames, on success.
+
+    Readers see the old set of files or the new one. On an exception `path` is left as it was
+    and the staging folder is removed; one left by a kill (`.staging-NAME-*`) is removed by
+    the next call. Callers that can run at the same time hold a `folder_lock` around it.
+
+    Args:
+        path: the final folder.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f"{STAGING_PREFIX}{path.name}-*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{path.name}-", dir=path.parent))
+    try:
+        yield staging
+        share(staging)
+        if path.exists():
+            retired = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{path.name}-old-", dir=path.parent))
+            os.replace(path, retired / path.name)
+            os.replace(staging, path)
+            shutil.rmtree(retired, ignore_errors=True)
+        else:
+            os.replace(staging, path)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

@@ -348,7 +348,8 @@ def test_files_are_shared_by_the_umask_not_private(tmp_path):
 def test_export_writes_shared_files_with_the_run_provenance(formats, tmp_path, monkeypatch):
     """A successful export from a run folder with a record (the bar lifted for a 2-epoch model)."""
     from app import export as ex
-    from app.export import STAGING_PREFIX, export
+    from app.export import export
+    from app.files import STAGING_PREFIX
 
     monkeypatch.setattr(ex, "check_bar", lambda scores, min_accuracy=0: [])
     from app.provenance import record
@@ -443,7 +444,7 @@ def test_search_killed_during_a_trial_keeps_the_finished_ones(tmp_path):
 
 
 def test_export_killed_midway_leaves_the_destination_and_no_work_for_the_user(tmp_path, cli):
-    from app.export import STAGING_PREFIX
+    from app.files import STAGING_PREFIX
     from app.model import build_model
 
     keras.utils.set_random_seed(0)
