@@ -56,6 +56,16 @@ def small_photo(digit: int, rng: np.random.Generator, longest: int, **scene) -> 
             return as_jpeg_then_png(picture, int(rng.integers(50, 90))), polarity
 
 
+def shadowed_zero() -> Image.Image:
+    """A "0" drawn in grey ink, its right side on the edge of a shadow over the picture's right part."""
+    paper = Image.new("L", (200, 240), 225)
+    draw = ImageDraw.Draw(paper)
+    draw.rectangle([160, 0, 199, 239], fill=175)
+    draw.ellipse([90, 60, 160, 180], outline=85, width=9)
+    draw.arc([90, 60, 160, 180], 200, 300, fill=70, width=11)  # where the pen started: heavier
+    return paper.filter(ImageFilter.GaussianBlur(1))
+
+
 def pictures() -> list[tuple[str, Image.Image, str]]:
     """Every case: (file name, picture, what it exercises)."""
     rng = np.random.default_rng(SEED)
@@ -122,12 +132,7 @@ def pictures() -> list[tuple[str, Image.Image, str]]:
         ImageDraw.Draw(canvas).line(corners, fill=0, width=pen, joint="curve")
         add(name, canvas, f"steps 7, 11 and 14: a {pen}-pixel pen on a {side}-pixel canvas")
 
-    zero = Image.new("L", (200, 240), 225)
-    draw = ImageDraw.Draw(zero)
-    draw.rectangle([160, 0, 199, 239], fill=175)
-    draw.ellipse([90, 60, 160, 180], outline=85, width=9)
-    draw.arc([90, 60, 160, 180], 200, 300, fill=70, width=11)
-    add("shadow_0.png", zero.filter(ImageFilter.GaussianBlur(1)), "step 8's cores: a 0 on the edge of a shadow")
+    add("shadow_0.png", shadowed_zero(), "step 8's cores: a 0 on the edge of a shadow")
 
     ring = Image.new("L", (240, 240), 255)
     ImageDraw.Draw(ring).ellipse([60, 60, 180, 180], outline=0, width=10)

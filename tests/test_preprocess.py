@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw, ImageFilter
+from PIL import Image, ImageDraw
 from scipy.ndimage import uniform_filter
 
 from app import preprocess as pp
@@ -284,17 +284,9 @@ def test_step8_a_shadow_joined_to_the_digit_is_dropped_by_the_cores():
     np.testing.assert_array_equal(pp.keep_digit(tight), pp.specks(tight))
 
 
-def shadowed_zero() -> Image.Image:
-    """A "0" drawn in grey ink, its right side on the edge of a shadow over the picture's right part."""
-    paper = Image.new("L", (200, 240), 225)
-    draw = ImageDraw.Draw(paper)
-    draw.rectangle([160, 0, 199, 239], fill=175)
-    draw.ellipse([90, 60, 160, 180], outline=85, width=9)
-    draw.arc([90, 60, 160, 180], 200, 300, fill=70, width=11)  # where the pen started: heavier
-    return paper.filter(ImageFilter.GaussianBlur(1))
-
-
 def test_step8_a_zero_on_a_shadows_edge_is_read_without_the_shadow():
+    from app.conformance import shadowed_zero
+
     out = pp.preprocess_image(shadowed_zero())
     rows, cols = pp.ink_box(out > pp.SPECK_LEVEL)
     # The 71 x 121 ellipse alone, fitted: 20 tall and 71 x 20 / 121 = 11.7, so 12, wide. The
