@@ -332,6 +332,13 @@ def sheet_box(gray: np.ndarray, fill: float = SHEET_FILL) -> tuple[slice, slice]
         gray: the picture.
         fill: the least share of its bounding box the sheet's piece fills.
     """
+    piece = sheet_piece(gray)
+    return piece[0] if piece is not None and piece[1] >= fill * piece[2] else None
+
+
+def sheet_piece(gray: np.ndarray) -> tuple[tuple[slice, slice], int, int] | None:
+    """Step 5's sheet before its fill test: its box (less the margin) as row and column slices,
+    the piece's pixels and its bounding box's pixels; None when there is no such piece."""
     from scipy.ndimage import find_objects, label
 
     height, width = gray.shape
@@ -348,13 +355,12 @@ def sheet_box(gray: np.ndarray, fill: float = SHEET_FILL) -> tuple[slice, slice]
     if sizes[biggest] < SHEET_SHARE * gray.size:
         return None
     rows, cols = find_objects(pieces)[biggest - 1]  # its bounding box
-    if sizes[biggest] < fill * (rows.stop - rows.start) * (cols.stop - cols.start):
-        return None
     margin = int(SHEET_MARGIN * max(height, width))
     top, bottom, left, right = rows.start + margin, rows.stop - margin, cols.start + margin, cols.stop - margin
     if bottom - top < 8 or right - left < 8:
         return None
-    return slice(top, bottom), slice(left, right)
+    area = (rows.stop - rows.start) * (cols.stop - cols.start)
+    return (slice(top, bottom), slice(left, right)), int(sizes[biggest]), area
 
 
 def polarity_of(gray: np.ndarray) -> str:
@@ -901,13 +907,17 @@ def digit_of(gray: np.ndarray, polarity: str = "auto") -> tuple[np.ndarray, tupl
     if gray.ndim != 2:
         raise ValueError(f"expected a 2-D gray image, got shape {gray.shape}")
     whole = (slice(0, gray.shape[0]), slice(0, gray.shape[1]))
-    sheet = sheet_box(gray)
-    if sheet is None and (shaded := sheet_box(gray, SHADED_SHEET_FILL)) is not None:
-        try:
-            return digit_on(gray, shaded, polarity)
-        except NoDigitError:  # a bold light digit fills its box almost as a shaded sheet does
-            pass
-    return digit_on(gray, sheet or whole, polarity)
+    piece = sheet_piece(gray)
+    if piece is not None:
+        sheet, size, area = piece
+        if size >= SHEET_FILL * area:
+            return digit_on(gray, sheet, polarity)
+        if size >= SHADED_SHEET_FILL * area:
+            try:
+                return digit_on(gray, sheet, polarity)
+            except NoDigitError:  # a bold light digit fills its box almost as a shaded sheet does
+                pass
+    return digit_on(gray, whole, polarity)
 
 
 def digit_on(gray: np.ndarray, sheet: tuple[slice, slice],

@@ -265,19 +265,20 @@ function oddWindow(fraction, gray) {
 }
 
 /**
- * Step 5's sheet: a photo of a sheet on a darker desk cropped to the sheet, else `gray`; the
- * sheet's piece fills at least `fill` of its bounding box.
+ * Step 5's sheet, a photo of a sheet on a darker desk, before its fill test: { sheet, size,
+ * area } (the crop less the margin, the piece's pixels and its bounding box's pixels), or null
+ * when there is no such piece.
  */
-export function sheetOf(gray, fill = SHEET_FILL) {
+function sheetPiece(gray) {
   const { data, width, height } = gray;
-  if (Math.min(width, height) < 8) return gray;
+  if (Math.min(width, height) < 8) return null;
   const desk = median(border(gray));
   const middle = [];
   for (let y = height >> 2; y < height - (height >> 2); y++) {
     for (let x = width >> 2; x < width - (width >> 2); x++) middle.push(data[y * width + x]);
   }
   const paper = median(Float32Array.from(middle));
-  if (paper - desk < SHEET_CONTRAST) return gray;
+  if (paper - desk < SHEET_CONTRAST) return null;
   // The largest 4-connected piece of the pixels above the midpoint (the first on a tie).
   const cut = (desk + paper) / 2;
   const labels = new Int32Array(data.length);
@@ -300,7 +301,7 @@ export function sheetOf(gray, fill = SHEET_FILL) {
     }
     if (size > bestSize) { best = count; bestSize = size; }
   }
-  if (bestSize < SHEET_SHARE * data.length) return gray;
+  if (bestSize < SHEET_SHARE * data.length) return null;
   let top = height, bottom = -1, left = width, right = -1;
   for (let y = 0; y < height; y++) {
     for (let x = 0; x < width; x++) {
@@ -308,15 +309,15 @@ export function sheetOf(gray, fill = SHEET_FILL) {
       top = Math.min(top, y); bottom = Math.max(bottom, y); left = Math.min(left, x); right = Math.max(right, x);
     }
   }
-  if (bestSize < fill * (bottom + 1 - top) * (right + 1 - left)) return gray;
+  const area = (bottom + 1 - top) * (right + 1 - left);
   const margin = Math.trunc(SHEET_MARGIN * Math.max(width, height));
   top += margin; left += margin; bottom += 1 - margin; right += 1 - margin;
-  if (bottom - top < 8 || right - left < 8) return gray;
+  if (bottom - top < 8 || right - left < 8) return null;
   const cropped = new Float32Array((bottom - top) * (right - left));
   for (let y = top; y < bottom; y++) {
     for (let x = left; x < right; x++) cropped[(y - top) * (right - left) + x - left] = data[y * width + x];
   }
-  return new Gray(cropped, right - left, bottom - top, top, left);
+  return { sheet: new Gray(cropped, right - left, bottom - top, top, left), size: bestSize, area };
 }
 
 /** Step 5: "dark-on-light" when the ink is darker than the paper, else "light-on-dark". */
@@ -822,19 +823,17 @@ export function fitAndCentre(values) {
  * from (step 5's sheet, or all of it); boxes as { top, left, bottom, right }, ends exclusive.
  */
 function digitOf(gray, polarity) {
-  const sheet = sheetOf(gray);
-  if (sheet === gray) {
-    const shaded = sheetOf(gray, SHADED_SHEET_FILL);
-    if (shaded !== gray) {
-      try {
-        return digitOn(shaded, polarity);
-      } catch (error) {
-        // A bold light digit fills its box almost as a shaded sheet does.
-        if (!(error instanceof NoDigitError)) throw error;
-      }
+  const piece = sheetPiece(gray);
+  if (piece && piece.size >= SHEET_FILL * piece.area) return digitOn(piece.sheet, polarity);
+  if (piece && piece.size >= SHADED_SHEET_FILL * piece.area) {
+    try {
+      return digitOn(piece.sheet, polarity);
+    } catch (error) {
+      // A bold light digit fills its box almost as a shaded sheet does.
+      if (!(error instanceof NoDigitError)) throw error;
     }
   }
-  return digitOn(sheet, polarity);
+  return digitOn(gray, polarity);
 }
 
 /** Steps 5 (polarity) to 11 on `sheet`, a crop of the picture or all of it: `digitOf`'s result. */
