@@ -22,7 +22,8 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 from app import devset
 from app.files import atomic_folder
-from app.preprocess import SHADED_SHEET_FILL, NoDigitError, decode, preprocess_file, sheet_box, to_gray
+from app.predict import prepare
+from app.preprocess import SHADED_SHEET_FILL, decode, sheet_box, to_gray
 
 CASES = Path("tests/contract")
 SEED = 2026
@@ -162,14 +163,6 @@ def pictures() -> list[tuple[str, Image.Image, str]]:
     return cases
 
 
-def expected(path: Path) -> tuple[np.ndarray | None, str | None]:
-    """The Python contract's result for a picture: (the 28x28, None) or (None, its refusal)."""
-    try:
-        return preprocess_file(path), None
-    except NoDigitError as error:
-        return None, str(error)
-
-
 def write(folder: str | Path = CASES) -> list[dict]:
     """Writes every case's picture, its expected 28x28 and `cases.json` into `folder`.
 
@@ -189,7 +182,7 @@ def write(folder: str | Path = CASES) -> list[dict]:
                 picture.save(path, quality=90, exif=picture.info["exif"])
             else:
                 picture.save(path, optimize=True)
-            pixels, refusal = expected(path)
+            pixels, refusal = prepare((str(path), "auto"))  # as predict reads a file
             case = {"picture": f"pictures/{name}", "shows": shows}
             if refusal is None:
                 case["expected"] = f"expected/{Path(name).stem}.png"
