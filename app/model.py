@@ -42,6 +42,9 @@ from app.config import INPUT_SHAPE, NUM_CLASSES, ModelConfig
 # exported format take raw 0..255 pixels.
 MNIST_MEAN = 0.1307
 MNIST_STD = 0.3081
+# The exported models read every image five times: as given, and moved one pixel up, down,
+# left and right (rows, columns). See `five_views`.
+VIEW_SHIFTS = ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
 
 
 def conv_bn_relu(x, filters: int, kernel_size: int, name: str, pool: str | None = None):
@@ -124,6 +127,38 @@ def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
 
     config.check_budget(model.count_params())
     return model
+
+
+def five_views(model: keras.Model) -> keras.Model:
+    """`model` reading every image five times, as given and moved by each of `VIEW_SHIFTS`.
+
+    A digit's place in the 28x28 is only as exact as its centre of mass, and the strokes of a
+    photo or of a scaled-up bitmap fall a pixel either way of where MNIST's would; five views
+    read such digits more often right. Each view is the image moved by (rows, columns), zeros
+    (the background) coming in at the edge it leaves. The five views' pooled features (the
+    `head`'s input) are averaged and the head classifies the average, which averages the
+    five logits: the softmax stays the last op, so an int8 output keeps its scale of 1/256.
+    Same weights, no new parameters.
+
+    Args:
+        model: a model from `build_model` (raw pixels in, probabilities out, a `head` layer).
+
+    Returns:
+        A functional `keras.Model` from `pixels` `[batch, 28, 28, 1]` to the probabilities.
+    """
+    from keras import ops
+
+    head = model.get_layer("head")
+    trunk = keras.Model(model.inputs, head.input, name="trunk")
+    pixels = keras.Input(INPUT_SHAPE, name="pixels")
+    height, width = INPUT_SHAPE[:2]
+    padded = ops.pad(pixels, [[0, 0], [1, 1], [1, 1], [0, 0]])
+    # Moved down by dy, the view's row r is the image's row r - dy: the padded one's 1 + r - dy.
+    views = ops.concatenate([padded[:, 1 - dy : 1 - dy + height, 1 - dx : 1 - dx + width, :]
+                             for dy, dx in VIEW_SHIFTS], axis=0)
+    features = trunk(views)
+    mean = ops.mean(ops.reshape(features, (len(VIEW_SHIFTS), -1, features.shape[-1])), axis=0)
+    return keras.Model(pixels, head(mean), name=f"{model.name}_five_views")
 
 
 def parameter_counts(model: keras.Model) -> dict:

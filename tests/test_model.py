@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from app.config import ModelConfig, Recipe
-from app.model import build_model, parameter_counts, receptive_fields
+from app.model import VIEW_SHIFTS, build_model, five_views, parameter_counts, receptive_fields
 
 # Default model, layer by layer (3x3 convs have no bias; BatchNorm holds 4 numbers a channel:
 # gamma and beta are trained, the moving mean and variance are not):
@@ -38,6 +38,45 @@ def test_outputs_are_probabilities_of_ten_classes():
     assert y.shape == (2, 10)
     np.testing.assert_allclose(y.sum(axis=1), [1.0, 1.0], atol=1e-5)
     assert (y >= 0).all()
+
+
+def moved(images: np.ndarray, dy: int, dx: int) -> np.ndarray:
+    """`images` `[n, 28, 28, 1]` moved dy rows down and dx columns right, zeros coming in."""
+    out = np.zeros_like(images)
+    out[:, max(dy, 0) : 28 + min(dy, 0), max(dx, 0) : 28 + min(dx, 0)] = \
+        images[:, max(-dy, 0) : 28 + min(-dy, 0), max(-dx, 0) : 28 + min(-dx, 0)]
+    return out
+
+
+def test_moved_moves_a_pixel_the_way_it_says():
+    image = np.zeros((1, 28, 28, 1), np.float32)
+    image[0, 5, 7, 0] = 1.0
+    assert np.argwhere(moved(image, 1, 0)[0, :, :, 0]).tolist() == [[6, 7]]  # down
+    assert np.argwhere(moved(image, 0, -1)[0, :, :, 0]).tolist() == [[5, 6]]  # left
+    image[0, 27, 0, 0] = 1.0  # moved off the edge, it is gone
+    assert moved(image, 1, 0).sum() == 1.0
+
+
+def test_five_views_classify_the_mean_of_five_shifted_logits():
+    model = build_model()
+    # Trained BatchNorm statistics are not needed, but non-trivial ones make the views differ.
+    rng = np.random.default_rng(1)
+    for layer in model.layers:
+        if layer.name.endswith("_bn"):
+            gamma, beta, mean, variance = layer.get_weights()
+            layer.set_weights([gamma, beta, rng.normal(0, 1, mean.shape), rng.uniform(0.5, 2, variance.shape)])
+    viewing = five_views(model)
+    assert viewing.count_params() == DEFAULT_TOTAL  # the same weights, nothing new
+    assert VIEW_SHIFTS == ((0, 0), (-1, 0), (1, 0), (0, -1), (0, 1))
+    x = rng.uniform(0, 255, size=(3, 28, 28, 1)).astype("float32")
+    # The head is linear before its softmax, so averaging its input averages the logits,
+    # and a probability's log is its logit less a constant per image.
+    logs = np.mean([np.log(model.predict_on_batch(moved(x, dy, dx))) for dy, dx in VIEW_SHIFTS], axis=0)
+    expected = np.exp(logs) / np.exp(logs).sum(axis=1, keepdims=True)
+    out = viewing.predict_on_batch(x)
+    assert out.shape == (3, 10)
+    np.testing.assert_allclose(out, expected, rtol=1e-4, atol=1e-6)
+    assert np.abs(out - model.predict_on_batch(x)).max() > 1e-5  # the views changed something
 
 
 def test_architecture_follows_the_product_shape():
