@@ -622,9 +622,12 @@ def row_lines(ink: np.ndarray, box: bool = False) -> np.ndarray:
     k, counts = best - LINE_SLOPES, counts[best]
     if counts.max() < least:  # no slice of this slope can be a line
         return found
-    all_ys, all_xs = np.indices(ink.shape).reshape(2, -1)
-    slices = all_ys - ((all_xs * k + 32) >> 6) + width
-    length = np.bincount(slices, minlength=size)  # each slice's pixels inside the picture
+    # Slice r holds column x's pixel at row r - width + floor(x k / 64 + 0.5) when that row is
+    # inside the picture: column x reaches the slices first[x] to first[x] + height - 1.
+    columns = np.arange(width)
+    first = width - ((columns * k + 32) >> 6)
+    # Each slice's pixels inside the picture: how many columns reach it.
+    length = np.cumsum(np.bincount(first, minlength=size + 1) - np.bincount(first + height, minlength=size + 1))[:size]
     lines = (counts >= LINE_SHARE * length) & (2 * length >= width)
     # A line is thin: the slices LINE_WIDTH away on both sides are mostly paper (a shadow's
     # edge is a broad ramp, lit there too), or outside the picture.
@@ -634,12 +637,12 @@ def row_lines(ink: np.ndarray, box: bool = False) -> np.ndarray:
     # A line runs from edge to edge: lit within LINE_END of the width of both its ends (in it
     # or the slices beside it, where a line turned between two slopes drifts).
     ends = int(LINE_END * width) + ((height * abs(k) + 63) // 64 if box else 0)
-    lit_slices, lit_xs = slices[ink.ravel()], all_xs[ink.ravel()]
+    lit_slices = ys - ((xs * k + 32) >> 6) + width
     for r in np.flatnonzero(lines):
-        inside = all_xs[slices == r]
-        lit = lit_xs[np.abs(lit_slices - r) <= 1]
+        inside = columns[(first <= r) & (r < first + height)]
+        lit = xs[np.abs(lit_slices - r) <= 1]
         lines[r] = lit.min() - inside.min() <= ends and inside.max() - lit.max() <= ends
-    on_line = lines[ys - ((xs * k + 32) >> 6) + width]
+    on_line = lines[lit_slices]
     found[ys[on_line], xs[on_line]] = True
     return found
 
