@@ -29,6 +29,9 @@ for the same parameters and receptive fields.
 
 `receptive_fields(model)` recomputes the last column from the built layers, and the tests
 check it, so this table cannot silently drift from the code.
+
+`five_views(model)` wraps a built model, with the same weights, to read each image as given
+and moved one pixel each way: every exported format is that wrapper.
 """
 
 from __future__ import annotations
