@@ -101,6 +101,11 @@ def handle(command, argv: list[str] | None = None, resume_hint: str | None = Non
         return INTERRUPTED
 
 
+def sigint_ignored() -> bool:
+    """Whether SIGINT is ignored: whoever started the process chose that, so Ctrl-C handlers stay off."""
+    return signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+
+
 @contextmanager
 def interrupt_exits():
     """While modules load, Ctrl-C ends the process at once: `interrupted`, exit 130.
@@ -109,9 +114,11 @@ def interrupt_exits():
     that shows as the import's traceback, and inside a compiled module's initialisation
     (LiteRT's, TensorFlow's) as an ImportError. Nothing is written while modules load, so
     leaving at once loses nothing, and the message goes to the terminal even while
-    `quiet_native_stderr` has file descriptor 2 pointed elsewhere.
+    `quiet_native_stderr` has file descriptor 2 pointed elsewhere. A process started with
+    SIGINT ignored (`nohup`, a script's background job) keeps ignoring it.
     """
-    if threading.current_thread() is not threading.main_thread():  # only it can take signals
+    # Only the main thread can take signals.
+    if threading.current_thread() is not threading.main_thread() or sigint_ignored():
         yield
         return
     terminal = os.dup(2)

@@ -33,7 +33,7 @@ import tensorflow as tf
 
 from app import data, plots, provenance
 from app.config import ModelConfig, Recipe
-from app.errors import DamagedStateError
+from app.errors import DamagedStateError, sigint_ignored
 from app.files import atomic_path, read_history, write_json, write_text
 from app.model import build_model, parameter_counts
 from app.runfolder import BACKUP, BACKUP_STATE, claimed
@@ -81,7 +81,8 @@ class StopAtCtrlC(keras.callbacks.Callback):
     as if nothing was pressed. The handler only takes note; the callback raises between
     training batches (every `steps_per_execution` steps) or as an epoch begins, where
     nothing is half-written and every finished epoch is backed up. A second
-    Ctrl-C falls through to Python's default and interrupts at once.
+    Ctrl-C falls through to Python's default and interrupts at once. A process started with
+    SIGINT ignored (`nohup`, a script's background job) keeps ignoring it.
     """
 
     def __init__(self):
@@ -102,7 +103,7 @@ class StopAtCtrlC(keras.callbacks.Callback):
     on_train_batch_end = on_epoch_begin = _check
 
     def on_train_begin(self, logs=None):
-        if threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread() and not sigint_ignored():
             self.previous = signal.signal(signal.SIGINT, self._press)
 
     def on_train_end(self, logs=None):

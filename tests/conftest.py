@@ -1,8 +1,9 @@
-"""Shared test setup: offline MNIST from ../shared when present, quiet TensorFlow."""
+"""Shared test setup: offline MNIST from ../shared when present, quiet TensorFlow, Ctrl-C on."""
 
 import fcntl
 import os
 import shutil
+import signal
 import sys
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +17,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 if "TFDS_DATA_DIR" not in os.environ and (SHARED_TFDS / "mnist").exists():
     os.environ["TFDS_DATA_DIR"] = str(SHARED_TFDS)
 sys.path.insert(0, str(ROOT))
+# The Ctrl-C tests press it in the commands they start, which must take it as from a terminal.
+# A test run started as a script's background job has SIGINT ignored, and every process it
+# started would inherit that (the commands keep an ignored SIGINT ignored); a handler here is
+# reset to the default in each command instead.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

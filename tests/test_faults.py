@@ -303,6 +303,38 @@ def test_ctrl_c_inside_quiet_native_stderr_still_reaches_the_terminal():
     assert (result.returncode, result.stdout, result.stderr) == (130, "", "interrupted\n")
 
 
+def test_an_ignored_ctrl_c_stays_ignored_while_modules_load():
+    # nohup and a script's background job start a process with SIGINT ignored.
+    code = ("import os, signal\n"
+            "from app.errors import interrupt_exits\n"
+            "signal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+            "with interrupt_exits():\n"
+            "    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN\n"
+            "    os.kill(os.getpid(), signal.SIGINT)\n"
+            "print('still here')\n")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "still here\n", "")
+
+
+def test_training_leaves_an_ignored_ctrl_c_ignored():
+    from app.train import StopAtCtrlC
+
+    stop = StopAtCtrlC()
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        stop.on_train_begin()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        stop.on_train_end()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        stop.on_train_begin()  # from a terminal it takes Ctrl-C over, and gives it back
+        assert signal.getsignal(signal.SIGINT) == stop._press
+        stop.on_train_end()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_tensorflow_log_stays_quiet_unless_verbose(cli, tmp_path):
     # A damaged model file is found only by loading it, after TensorFlow's import and its log.
     (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 this zip stops here")
