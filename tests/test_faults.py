@@ -288,6 +288,12 @@ def test_ctrl_c_while_the_modules_load_is_one_line(cli, tmp_path, module, args):
     assert (result.returncode, result.stdout, result.stderr) == (130, "", "interrupted\n")
 
 
+def outcome_of(code: str) -> tuple[int, str, str]:
+    """Runs `python -c code` from the repo root: its exit code, stdout and stderr."""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    return result.returncode, result.stdout, result.stderr
+
+
 def test_ctrl_c_inside_quiet_native_stderr_still_reaches_the_terminal():
     code = ("import os, signal, time\n"
             "from app.errors import interrupt_exits\n"
@@ -299,8 +305,7 @@ def test_ctrl_c_inside_quiet_native_stderr_still_reaches_the_terminal():
             "    os.kill(os.getpid(), signal.SIGINT)\n"
             "    time.sleep(30)\n"
             "print('not reached')\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert (result.returncode, result.stdout, result.stderr) == (130, "", "interrupted\n")
+    assert outcome_of(code) == (130, "", "interrupted\n")
 
 
 def test_an_ignored_ctrl_c_stays_ignored_while_modules_load():
@@ -312,8 +317,7 @@ def test_an_ignored_ctrl_c_stays_ignored_while_modules_load():
             "    assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN\n"
             "    os.kill(os.getpid(), signal.SIGINT)\n"
             "print('still here')\n")
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
-    assert (result.returncode, result.stdout, result.stderr) == (0, "still here\n", "")
+    assert outcome_of(code) == (0, "still here\n", "")
 
 
 def test_training_leaves_an_ignored_ctrl_c_ignored():
