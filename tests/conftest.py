@@ -21,7 +21,9 @@ sys.path.insert(0, str(ROOT))
 # A test run started as a script's background job has SIGINT ignored, and every process it
 # started would inherit that (the commands keep an ignored SIGINT ignored); a handler here is
 # reset to the default in each command instead.
-if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+from app.errors import sigint_ignored  # noqa: E402 (importable once the repo root is on the path)
+
+if sigint_ignored():
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
