@@ -458,10 +458,30 @@ def background(ink: np.ndarray, window: int | None = None) -> np.ndarray:
         ink: light-on-dark gray levels, float.
         window: the filters' side in pixels; None for the first pass's `first_window`.
     """
-    from scipy.ndimage import maximum_filter, minimum_filter
-
     window = window or first_window(ink)
-    return maximum_filter(minimum_filter(ink, size=window, mode="nearest"), size=window, mode="nearest")
+    return square_filter(square_filter(ink, window, np.minimum), window, np.maximum)
+
+
+def square_filter(values: np.ndarray, window: int, op: np.ufunc) -> np.ndarray:
+    """`op` (np.minimum or np.maximum) over the `window` x `window` square centred on each pixel,
+    the edge pixels repeated outwards: scipy.ndimage's minimum_filter and maximum_filter in
+    "nearest" mode, bit for bit (min and max only pick values), in a third of their time here."""
+    return np.ascontiguousarray(running(running(values, window, op).T, window, op).T)
+
+
+def running(values: np.ndarray, window: int, op: np.ufunc) -> np.ndarray:
+    """`op` over the `window` (odd) values centred on each down the columns, the edge ones repeated.
+
+    Doubling: after j rounds, entry i holds `op` of the 2^j values from i on; the widest such
+    run that fits (`span` <= window) and the one ending at the window's last value cover the window.
+    """
+    reach, count = window // 2, len(values)
+    runs = np.concatenate([values[:1].repeat(reach, 0), values, values[-1:].repeat(reach, 0)])
+    span = 1
+    while 2 * span <= window:
+        runs = op(runs[:-span], runs[span:])
+        span *= 2
+    return op(runs[:count], runs[window - span : window - span + count])
 
 
 def normalise(ink: np.ndarray, dark_ink: bool = False, window: int | None = None) -> np.ndarray:
@@ -529,7 +549,7 @@ def pieces(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def halo(values: np.ndarray, components: np.ndarray, keep: np.ndarray) -> np.ndarray:
     """`values` within `HALO` 8-connected steps of the pieces `keep` marks (`keep[label]`), 0 elsewhere."""
-    from scipy.ndimage import find_objects, maximum_filter
+    from scipy.ndimage import find_objects
 
     # Only the kept pieces' box and HALO around it can be non-zero: the rest is skipped.
     boxes = [box for box, kept in zip(find_objects(components), keep[1:]) if kept]
@@ -538,7 +558,7 @@ def halo(values: np.ndarray, components: np.ndarray, keep: np.ndarray) -> np.nda
     bottom, right = min(max(b[0].stop for b in boxes) + HALO, height), min(max(b[1].stop for b in boxes) + HALO, width)
     box = slice(top, bottom), slice(left, right)
     # Within HALO 8-connected steps of a kept pixel = within a (2 HALO + 1)-wide square of one.
-    near = maximum_filter(keep[components[box]], size=2 * HALO + 1, mode="constant", cval=False)
+    near = square_filter(keep[components[box]], 2 * HALO + 1, np.maximum)
     out = np.zeros_like(values)
     out[box] = np.where(near, values[box], 0.0)
     return out
@@ -599,22 +619,26 @@ def row_lines(ink: np.ndarray, box: bool = False) -> np.ndarray:
     """
     height, width = ink.shape
     found = np.zeros_like(ink)
-    # A slice holds one pixel per column and spans at most `span` rows, so when no band of
-    # `span` rows is lit in enough columns, no slope holds a line: most pictures stop here.
+    # A slice holds one pixel per column and spans at most `span` rows, so it lies within two
+    # neighbouring blocks of `span` rows: when no two are lit in enough columns between them,
+    # no slope holds a line: most pictures stop here.
     least = LINE_SHARE * width / 2
     if np.count_nonzero(ink.any(axis=0)) < least:
         return found
     span = min(height, 1 + max(abs(((width - 1) * k + 32) >> 6) for k in range(-LINE_SLOPES, LINE_SLOPES + 1)))
-    lit_above = np.zeros((height + 1, width), np.int32)  # lit pixels above each row, per column
-    np.cumsum(ink, axis=0, out=lit_above[1:])
-    if (lit_above[span:] > lit_above[: height + 1 - span]).sum(axis=1).max() < least:
+    blocks = np.zeros((-(-height // span) * span, width), bool)
+    blocks[:height] = ink
+    blocks = blocks.reshape(-1, span, width).any(axis=1)  # lit columns per block
+    if (blocks[1:] | blocks[:-1] if len(blocks) > 1 else blocks).sum(axis=1).max() < least:
         return found
     ys, xs = np.nonzero(ink)
     size = height + 2 * width + 1  # slice numbers run from 0 (+ width keeps them positive)
     # Every slope at once: row i of `counts` counts the slices of slope k = i - LINE_SLOPES;
-    # floor(x k / 64 + 0.5) in integers, so every runtime finds the same slices.
+    # floor(x k / 64 + 0.5) in integers, so every runtime finds the same slices. Column x's
+    # pixel at row y is in slice y + top[i, x].
     slopes = np.arange(-LINE_SLOPES, LINE_SLOPES + 1)[:, None]
-    slices = ys[None, :] - ((xs[None, :] * slopes + 32) >> 6) + width + size * np.arange(len(slopes))[:, None]
+    top = width - ((np.arange(width) * slopes + 32) >> 6) + size * np.arange(len(slopes))[:, None]
+    slices = top[:, xs] + ys
     counts = np.bincount(slices.ravel(), minlength=size * len(slopes)).reshape(len(slopes), size)
     # The slope along which the lines lie gathers their pixels into the fewest, fullest
     # slices: the largest sum of squared counts (the first such slope on a tie).
@@ -625,7 +649,7 @@ def row_lines(ink: np.ndarray, box: bool = False) -> np.ndarray:
     # Slice r holds column x's pixel at row r - width + floor(x k / 64 + 0.5) when that row is
     # inside the picture: column x reaches the slices first[x] to first[x] + height - 1.
     columns = np.arange(width)
-    first = width - ((columns * k + 32) >> 6)
+    first = top[best] - size * best
     # Each slice's pixels inside the picture: how many columns reach it.
     length = np.cumsum(np.bincount(first, minlength=size + 1) - np.bincount(first + height, minlength=size + 1))[:size]
     lines = (counts >= LINE_SHARE * length) & (2 * length >= width)
@@ -637,7 +661,7 @@ def row_lines(ink: np.ndarray, box: bool = False) -> np.ndarray:
     # A line runs from edge to edge: lit within LINE_END of the width of both its ends (in it
     # or the slices beside it, where a line turned between two slopes drifts).
     ends = int(LINE_END * width) + ((height * abs(k) + 63) // 64 if box else 0)
-    lit_slices = ys - ((xs * k + 32) >> 6) + width
+    lit_slices = slices[best] - size * best
     for r in np.flatnonzero(lines):
         inside = columns[(first <= r) & (r < first + height)]
         lit = xs[np.abs(lit_slices - r) <= 1]
@@ -841,10 +865,8 @@ def even_strokes(values: np.ndarray) -> np.ndarray:
     if width > THICK_STROKE:
         return np.clip((values - SPECK_LEVEL) * (255.0 / (255 - SPECK_LEVEL)), 0, 255)
     if width < THIN_STROKE:
-        from scipy.ndimage import maximum_filter
-
         window = max(3, int((2 * THIN_STROKE - width) * longer / BOX) | 1)
-        return maximum_filter(values, size=window, mode="nearest")
+        return square_filter(values, window, np.maximum)
     return values
 
 

@@ -201,6 +201,22 @@ def test_step6_background_follows_a_gradient_and_leaves_the_stroke():
     assert (image - paper)[50, 50] > 95 and np.abs(image - paper)[5:15, 5:95].max() < 45
 
 
+@pytest.mark.parametrize("shape, window", [((1, 1), 3), ((5, 3), 7), ((40, 9), 3), ((37, 64), 15),
+                                           ((256, 171), 101), ((64, 64), 127)])
+def test_step6_square_filter_is_scipys_nearest_mode_min_and_max_filter_bit_for_bit(shape, window):
+    from scipy.ndimage import maximum_filter, minimum_filter
+
+    rng = np.random.default_rng(window)
+    values = rng.integers(0, 256, shape).astype(np.float32) + rng.random(shape, np.float32)
+    for op, scipy_filter in ((np.minimum, minimum_filter), (np.maximum, maximum_filter)):
+        out = pp.square_filter(values, window, op)
+        np.testing.assert_array_equal(out, scipy_filter(values, size=window, mode="nearest"))
+        assert out.dtype == np.float32 and out.flags.c_contiguous
+    mask = rng.random(shape) < 0.05  # the halo's use: a kept piece widened, nothing beyond the edge
+    np.testing.assert_array_equal(pp.square_filter(mask, window, np.maximum),
+                                  maximum_filter(mask, size=window, mode="constant", cval=False))
+
+
 def test_step7_a_small_digit_in_a_large_picture_is_found_and_noise_alone_is_not():
     rng = np.random.default_rng(0)
     ink = rng.normal(40, 4, (400, 400)).astype(np.float32)  # noisy dark paper
