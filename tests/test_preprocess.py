@@ -248,14 +248,16 @@ def test_step7_contrast_maps_the_paper_to_0_and_the_ink_to_255():
 
 @pytest.mark.parametrize("size", [1, 2, 7, 1000, 1001])
 def test_step7_levels_from_one_partition_are_numpys_bit_for_bit(size):
-    values = np.random.default_rng(size).gamma(0.5, 40, size).astype(np.float32)
+    gamma = np.random.default_rng(size).gamma(0.5, 40, size).astype(np.float32)
     percents = (0, 0.5, 10, 50, 80, 90, 99.5, 100)
-    assert pp.median(values) == np.median(values)
-    for ordered in (np.sort(values), pp.sorted_at(values, percents)):
-        assert pp.median_of_sorted(ordered) == np.median(values)
-        for percent in percents:
-            level = pp.percentile_of_sorted(ordered, percent)
-            assert level == np.percentile(values, percent) and level.dtype == np.float32
+    # Non-negative levels are partitioned as integers, others as floats: both are numpy's.
+    for values in (gamma, gamma.round(), gamma - np.float32(20)):
+        assert pp.median(values) == np.median(values)
+        for ordered in (np.sort(values), pp.sorted_at(values, percents)):
+            assert pp.median_of_sorted(ordered) == np.median(values)
+            for percent in percents:
+                level = pp.percentile_of_sorted(ordered, percent)
+                assert level == np.percentile(values, percent) and level.dtype == np.float32
     # Partitioned at the 99.5th percentile's ranks alone, the rest of the order is not sorted.
     if size == 1000:
         assert not np.array_equal(pp.sorted_at(values, [99.5]), np.sort(values))
