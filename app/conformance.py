@@ -160,6 +160,10 @@ def pictures() -> list[tuple[str, Image.Image, str]]:
     dash = np.full((120, 160), 230, np.uint8)
     dash[58:62, 40:100] = 40
     add("dash.png", Image.fromarray(dash), "step 15: a bar is refused")
+    # Light rising to the right, with noise of its own: the cases above keep their pictures.
+    lit = np.linspace(100, 220, 200)[None, :] + np.random.default_rng([SEED, 0]).normal(0, 4, (150, 200))
+    add("uneven_blank.png", Image.fromarray(lit.clip(0, 255).astype(np.uint8)),
+        "step 9's edge test: a blank sheet lit more brightly towards one side is refused")
     return cases
 
 

@@ -80,7 +80,13 @@ contract" numbers the same steps, and the constants below are the only copy of t
    alone; when that keeps a digit at least `LINE_WIDTH` from every edge of the bounding box,
    it is the result (zero outside the bounding box); otherwise the next bounding box is
    tried, and after the last the values stay as they were.
-9. Stroke width: w = 2 x (pixels above `SPECK_LEVEL`) / (those of them with a 4-neighbour,
+9. Edge test: when what steps 6-8 keep (above `SPECK_LEVEL`) touches the border, they run
+   again with step 6's opening taken over the image extended by half the window on every
+   side (edge pixels repeated); if that finds no digit (step 10's case aside), "no digit
+   found": each filter repeating its own edge leaves paper lit more brightly towards an edge
+   as a band of "ink" there, which the extended opening follows away. Otherwise the first
+   result stands.
+   Stroke width: w = 2 x (pixels above `SPECK_LEVEL`) / (those of them with a 4-neighbour,
    or the image's edge, not above it): a stroke's area over half its outline. When the
    window max(3, floor(`STROKE_WINDOWS` w) | 1) is narrower than step 6's, steps 6-8 run
    again on step 5's image with that window, and their result replaces the first unless they
@@ -452,7 +458,7 @@ def first_window(ink: np.ndarray) -> int:
     return max(3, int(BG_FRACTION * max(ink.shape)) | 1)
 
 
-def background(ink: np.ndarray, window: int | None = None) -> np.ndarray:
+def background(ink: np.ndarray, window: int | None = None, extended: bool = False) -> np.ndarray:
     """Step 6: the paper's level under every pixel: a grey opening wider than any stroke.
 
     An opening (a min filter, then a max filter) removes bright features narrower than its
@@ -462,9 +468,17 @@ def background(ink: np.ndarray, window: int | None = None) -> np.ndarray:
     Args:
         ink: light-on-dark gray levels, float.
         window: the filters' side in pixels; None for the first pass's `first_window`.
+        extended: open `ink` extended by half the window on every side (edge pixels
+            repeated) and crop the result back (step 9's edge test). Each filter repeating
+            its own edge pixels instead leaves paper lit more brightly towards an edge
+            (a ramp of light) as a bright band along that edge.
     """
     window = window or first_window(ink)
-    return square_filter(square_filter(ink, window, np.minimum), window, np.maximum)
+    if not extended:
+        return square_filter(square_filter(ink, window, np.minimum), window, np.maximum)
+    reach = window // 2
+    paper = background(np.pad(ink, reach, mode="edge"), window)
+    return np.ascontiguousarray(paper[reach : reach + ink.shape[0], reach : reach + ink.shape[1]])
 
 
 def square_filter(values: np.ndarray, window: int, op: np.ufunc) -> np.ndarray:
@@ -489,18 +503,20 @@ def running(values: np.ndarray, window: int, op: np.ufunc) -> np.ndarray:
     return op(runs[:count], runs[window - span : window - span + count])
 
 
-def normalise(ink: np.ndarray, dark_ink: bool = False, window: int | None = None) -> np.ndarray:
+def normalise(ink: np.ndarray, dark_ink: bool = False, window: int | None = None,
+              extended: bool = False) -> np.ndarray:
     """Steps 6 to 8: paper to 0, ink to 255, specks and noise removed.
 
     Args:
         ink: light-on-dark gray levels, float.
         dark_ink: the image was dark ink on light paper (inverted in step 5).
         window: step 6's opening window; None for the first pass's `first_window`.
+        extended: step 6's opening over `ink` extended past its edges (`background`).
 
     Raises:
         NoDigitError: when nothing stands out as a digit.
     """
-    paper = background(ink, window)
+    paper = background(ink, window, extended)
     values = np.clip(ink - paper, 0, 255)
     if dark_ink:
         # Light falls on ink and paper alike: dividing by the paper's light (255 - paper
@@ -795,12 +811,37 @@ def stroke_width(values: np.ndarray) -> float:
     return 2.0 * area / max(outline, 1)
 
 
+def first_pass(ink: np.ndarray, dark_ink: bool = False) -> np.ndarray:
+    """Steps 6 to 8 with the first pass's window, then step 9's edge test.
+
+    When what they keep touches the border, it may be no digit but the light: step 6's
+    opening repeats the picture's edge pixels in each of its filters, so on paper lit more
+    brightly towards an edge it falls short of the paper along that edge, by up to the light's
+    slope times half the window, and leaves a bright band there. Opened over the picture
+    extended past its edges, the ramp of light continues and the band is gone; when steps 6
+    to 8 then find no digit, there is none. (The extended opening is the test only: it reads
+    some digits near the edge less well, so the first pass's values stay the result.)
+
+    Raises:
+        NoDigitError: when no digit is found, or only a band of light along an edge.
+    """
+    values = normalise(ink, dark_ink)
+    if border(values > SPECK_LEVEL).any():
+        try:
+            normalise(ink, dark_ink, extended=True)
+        except NoPaperError:  # most of the picture is ink: step 10 decides
+            pass
+        except NoDigitError:
+            raise NoDigitError("no digit found (only uneven light along an edge)") from None
+    return values
+
+
 def refine(ink: np.ndarray, values: np.ndarray, dark_ink: bool = False) -> np.ndarray:
     """Step 9: steps 6 to 8 again with an opening a few stroke widths wide, when that is narrower.
 
     Args:
         ink: step 5's light-on-dark gray levels.
-        values: the first pass's result (`normalise(ink, dark_ink)`).
+        values: the first pass's result (`first_pass(ink, dark_ink)`).
         dark_ink: the image was dark ink on light paper.
 
     Returns:
@@ -839,11 +880,11 @@ def read_ink(ink: np.ndarray, dark_ink: bool = False) -> np.ndarray:
         NoDigitError: when no digit is found (the first pass's reason when the frame finds none).
     """
     try:
-        return refine(ink, normalise(ink, dark_ink), dark_ink)
+        return refine(ink, first_pass(ink, dark_ink), dark_ink)
     except NoPaperError as refusal:
         wide = framed(ink)  # MARGIN = 0 frames nothing: the same refusal again
         try:
-            return refine(wide, normalise(wide, dark_ink), dark_ink)
+            return refine(wide, first_pass(wide, dark_ink), dark_ink)
         except NoDigitError:
             raise refusal from None
 

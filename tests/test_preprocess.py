@@ -396,6 +396,30 @@ def test_step8_a_box_drawn_around_the_digit_is_cleared():
     assert pp.clear_box(small) is small
 
 
+def test_step9_a_blank_sheet_lit_unevenly_is_refused_and_a_stroke_to_its_edge_is_read():
+    ramp = np.tile(np.linspace(100, 220, 200, dtype=np.float32), (150, 1))  # light rising to the right
+    reach = pp.first_window(ramp) // 2  # 40
+    # Each filter repeating its own edge, the opening stops rising `reach` pixels before the
+    # right edge; opened over the picture extended past its edges, it follows the ramp exactly.
+    assert (pp.background(ramp)[:, -1 - reach :] == ramp[:, [-1 - reach]]).all()
+    np.testing.assert_array_equal(pp.background(ramp, extended=True), ramp)
+    sheet = np.clip(ramp + np.random.default_rng(0).normal(0, 4, ramp.shape).astype(np.float32), 0, 255)
+    assert pp.polarity_of(sheet) == "dark-on-light"
+    # Inverted, the ink rises towards the dark edge: the first pass alone keeps a band there.
+    band = pp.normalise(255 - sheet, dark_ink=True) > pp.SPECK_LEVEL
+    assert pp.border(band).any() and np.flatnonzero(band.any(axis=0)).max() < 2 * reach
+    with pytest.raises(pp.NoDigitError, match="^no digit found"):  # the paper alone
+        pp.normalise(255 - sheet, dark_ink=True, extended=True)
+    with pytest.raises(pp.NoDigitError, match=r"^no digit found \(only uneven light along an edge\)$"):
+        pp.preprocess_gray(sheet)
+    # A dark stroke down to the bottom edge touches the border too: the test finds it and the
+    # first pass's reading stands.
+    sheet[60:, 98:103] -= 80
+    assert pp.border(pp.normalise(255 - sheet, dark_ink=True) > pp.SPECK_LEVEL).any()
+    out = pp.preprocess_gray(sheet)
+    assert pp.ink_box(out > pp.SPECK_LEVEL) == (slice(4, 24), slice(13, 16))  # 20 tall, centred
+
+
 def test_step9_stroke_width_is_area_over_half_the_outline():
     values = np.zeros((80, 40), np.float32)
     values[10:70, 17:23] = 255  # a bar 60 x 6
@@ -640,7 +664,7 @@ def test_conformance_cases_give_their_expected_28x28s_exactly():
     from app.conformance import read
 
     cases = read(ROOT / "tests" / "contract")
-    assert len(cases) == 22 and sum("refusal" in case for case in cases) == 4
+    assert len(cases) == 23 and sum("refusal" in case for case in cases) == 5
     for case in cases:
         if "refusal" in case:
             with pytest.raises(pp.NoDigitError, match=re.escape(case["refusal"])):

@@ -266,7 +266,7 @@ def test_conformance_cases_in_javascript_give_their_expected_28x28s(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     results = json.loads((tmp_path / "result.json").read_text())
-    assert len(results) == len(cases) == 22
+    assert len(results) == len(cases) == 23
     for case, result in zip(cases, results):
         name = case["picture"].name
         if "refusal" in case:

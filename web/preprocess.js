@@ -350,20 +350,36 @@ export function polarityOf(gray) {
 
 // --- steps 6 to 8: background, contrast, specks --------------------------------------------
 
-/** Step 6: the paper's level under every pixel, a grey opening wider than any stroke. */
-export function background(ink, size = oddWindow(BG_FRACTION, ink)) {
+/**
+ * Step 6: the paper's level under every pixel, a grey opening wider than any stroke. With
+ * `extended` (step 9's edge test), the opening is taken over `ink` extended by half the
+ * window on every side (edge pixels repeated) and cropped back.
+ */
+export function background(ink, size = oddWindow(BG_FRACTION, ink), extended = false) {
+  if (extended) {
+    const reach = size >> 1, { width, height } = ink, w = width + 2 * reach, h = height + 2 * reach;
+    const wide = new Float32Array(w * h);
+    for (let y = 0; y < h; y++) {
+      const sy = Math.min(Math.max(y - reach, 0), height - 1);
+      for (let x = 0; x < w; x++) wide[y * w + x] = ink.data[sy * width + Math.min(Math.max(x - reach, 0), width - 1)];
+    }
+    const paper = background(new Gray(wide, w, h), size).data, out = new Float32Array(width * height);
+    for (let y = 0; y < height; y++) out.set(paper.subarray((y + reach) * w + reach, (y + reach) * w + reach + width), y * width);
+    return new Gray(out, width, height);
+  }
   const eroded = alongAxes(ink, extreme1d(size, (a, b) => a <= b));
   return alongAxes(eroded, extreme1d(size, (a, b) => a >= b));
 }
 
 /**
  * Steps 6 to 8: paper to 0, ink to 255, specks and noise removed. Throws NoDigitError.
- * `window` is step 6's opening window; undefined for the first pass's.
+ * `window` is step 6's opening window; undefined for the first pass's. `extended`: step 6's
+ * opening over `ink` extended past its edges.
  */
-export function normalise(ink, darkInk = false, window = undefined) {
+export function normalise(ink, darkInk = false, window = undefined, extended = false) {
   const { width, height } = ink;
   const n = width * height;
-  const paper = background(ink, window).data;
+  const paper = background(ink, window, extended).data;
   let values = new Float32Array(n);
   for (let i = 0; i < n; i++) values[i] = Math.min(Math.max(f32(ink.data[i] - paper[i]), 0), 255);
   if (darkInk) {
@@ -639,7 +655,26 @@ function components(values, width, height, level = SPECK_LEVEL) {
   return { labels, sizes };
 }
 
-// --- step 9: a second pass with an opening a few stroke widths wide ---------------------------
+// --- step 9: the edge test, then a second pass with an opening a few stroke widths wide -------
+
+/**
+ * Steps 6 to 8 with the first pass's window, then step 9's edge test: when what they keep
+ * touches the border, steps 6-8 run again with step 6's opening extended past the edges
+ * (paper lit more brightly towards an edge leaves a band of light there otherwise); when
+ * those find no digit (step 10's case aside), there is none. Throws NoDigitError.
+ */
+export function firstPass(ink, darkInk = false) {
+  const values = normalise(ink, darkInk);
+  if (border(values).some((v) => v > SPECK_LEVEL)) {
+    try {
+      normalise(ink, darkInk, undefined, true);
+    } catch (error) {
+      if (!(error instanceof NoDigitError)) throw error;
+      if (!(error instanceof NoPaperError)) throw new NoDigitError("no digit found (only uneven light along an edge)");
+    }
+  }
+  return values;
+}
 
 /** Step 9's measure: 2 x the pixels above SPECK_LEVEL / those with a 4-neighbour (or edge) not above. */
 export function strokeWidth(values) {
@@ -694,12 +729,12 @@ export function framed(ink) {
  */
 export function readInk(ink, darkInk = false) {
   try {
-    return refine(ink, normalise(ink, darkInk), darkInk);
+    return refine(ink, firstPass(ink, darkInk), darkInk);
   } catch (refusal) {
     if (!(refusal instanceof NoPaperError)) throw refusal;
     const wide = framed(ink); // MARGIN = 0 frames nothing: the same refusal again
     try {
-      return refine(wide, normalise(wide, darkInk), darkInk);
+      return refine(wide, firstPass(wide, darkInk), darkInk);
     } catch (error) {
       if (!(error instanceof NoDigitError)) throw error;
       throw refusal;
