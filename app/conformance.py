@@ -164,6 +164,8 @@ def pictures() -> list[tuple[str, Image.Image, str]]:
     lit = np.linspace(100, 220, 200)[None, :] + np.random.default_rng([SEED, 0]).normal(0, 4, (150, 200))
     add("uneven_blank.png", Image.fromarray(lit.clip(0, 255).astype(np.uint8)),
         "step 9's edge test: a blank sheet lit more brightly towards one side is refused")
+    static = np.random.default_rng([SEED, 1]).integers(0, 256, (28, 28), np.uint8)
+    add("static.png", Image.fromarray(static), "step 10: noise with no paper, every level as likely, is refused")
     return cases
 
 

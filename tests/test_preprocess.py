@@ -492,6 +492,34 @@ def test_step10_a_digit_cut_out_to_its_own_box_is_read_as_with_paper_around_it()
     assert type(refused.value) is pp.NoDigitError
 
 
+def test_step10_noise_with_no_paper_is_refused_and_digits_are_far_smoother():
+    rng = np.random.default_rng(0)
+    for static in (rng.integers(0, 256, (28, 28)), rng.integers(0, 256, (100, 140)),
+                   np.asarray(Image.fromarray(rng.integers(0, 256, (60, 80, 3), np.uint8)).convert("L"))):
+        static = static.astype(np.float32)
+        with pytest.raises(pp.NoPaperError):  # its median and MAD are no paper's: step 10 would frame it
+            pp.normalise(static)
+        assert pp.roughness(static) > 1.25
+        with pytest.raises(pp.NoDigitError, match=r"^no digit found \(only noise\)$"):
+            pp.preprocess_gray(static)
+    # A checkerboard's neighbours all differ by 255, twice its levels' mean deviation (127.5);
+    # a uniform picture's not at all.
+    assert pp.roughness(np.array([[0, 255, 0], [255, 0, 255]], np.float32)) == 2.0
+    assert pp.roughness(np.full((5, 4), 9, np.float32)) == 0.0
+    assert pp.roughness(cut_out_zero()) < 0.3
+    # The roughest real digits: the UCI pen digits' raw 8 x 8 bitmaps, which step 9's edge test
+    # (pictures under EDGE_SIDE) leaves alone too.
+    from sklearn.datasets import load_digits
+
+    pens = load_digits().images.astype(np.float32) * (255 / 16)
+    assert max(pp.roughness(pen) for pen in pens) < pp.NOISE_ROUGHNESS - 0.1
+    for pen in pens[:100]:
+        try:
+            pp.preprocess_gray(pen)
+        except pp.NoDigitError as refusal:
+            assert "uneven light" not in str(refusal)
+
+
 def bar(height, width, core=255.0):
     """A vertical bar `width` px wide in a 10-px margin, with a soft edge of 30 and 60 on both sides."""
     values = np.zeros((height + 20, width + 24), np.float32)
@@ -664,7 +692,7 @@ def test_conformance_cases_give_their_expected_28x28s_exactly():
     from app.conformance import read
 
     cases = read(ROOT / "tests" / "contract")
-    assert len(cases) == 23 and sum("refusal" in case for case in cases) == 5
+    assert len(cases) == 24 and sum("refusal" in case for case in cases) == 6
     for case in cases:
         if "refusal" in case:
             with pytest.raises(pp.NoDigitError, match=re.escape(case["refusal"])):

@@ -266,7 +266,7 @@ def test_conformance_cases_in_javascript_give_their_expected_28x28s(tmp_path):
                          capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr[-2000:]
     results = json.loads((tmp_path / "result.json").read_text())
-    assert len(results) == len(cases) == 23
+    assert len(results) == len(cases) == 24
     for case, result in zip(cases, results):
         name = case["picture"].name
         if "refusal" in case:
@@ -285,7 +285,7 @@ def test_javascript_constants_equal_python():
     python = {name: getattr(preprocess, name) for name in constants}
     assert {k: float(v.replace("_", "")) for k, v in constants.items()} == python
     names = re.findall(r"^([A-Z_]+) = ", Path(preprocess.__file__).read_text(), re.M)
-    assert sorted(constants) == sorted(names) and len(names) == 44
+    assert sorted(constants) == sorted(names) and len(names) == 46
 
 
 def test_javascript_module_imports_resolve_locally():

@@ -47,6 +47,8 @@ export const LINE_SLOPES = 9; // line slopes tried: k/64 for |k| up to this (abo
 export const MIN_BOX = 32; // a box around the digit is looked for only when the ink spans this many pixels both ways
 export const STROKE_WINDOWS = 5; // the second pass's opening is this many stroke widths wide
 export const MARGIN = 0.25; // paper added around a digit cut out to its own box, share of the longer side
+export const NOISE_ROUGHNESS = 1.15; // ... unless its neighbouring pixels differ this much (roughness): noise
+export const EDGE_SIDE = 32; // step 9's edge test runs on pictures at least this long (a band of light needs room)
 export const THICK_STROKE = 5.5; // strokes wider than this once fitted lose their soft edge (MNIST's: about 3.3)
 export const THIN_STROKE = 1.5; // strokes thinner than this once fitted are widened to twice this (MNIST's: at least 2)
 export const ZOOM_SIDE = 48; // a digit box at most this long in a reduced picture is read again at full size
@@ -665,7 +667,7 @@ function components(values, width, height, level = SPECK_LEVEL) {
  */
 export function firstPass(ink, darkInk = false) {
   const values = normalise(ink, darkInk);
-  if (border(values).some((v) => v > SPECK_LEVEL)) {
+  if (Math.max(ink.width, ink.height) >= EDGE_SIDE && border(values).some((v) => v > SPECK_LEVEL)) {
     try {
       normalise(ink, darkInk, undefined, true);
     } catch (error) {
@@ -705,6 +707,32 @@ export function refine(ink, values, darkInk = false) {
 
 // --- step 10: a frame of paper around a digit cut out to its own box -------------------------
 
+/**
+ * Step 10's test: the mean absolute difference of horizontal and of vertical neighbours,
+ * averaged (one of them on a picture one pixel wide or tall), over the mean absolute
+ * deviation; 0 for a uniform picture. Noise gives about 1.33-1.41, a digit's strokes under 1.
+ */
+export function roughness({ data, width, height }) {
+  let mean = 0;
+  for (let i = 0; i < data.length; i++) mean += data[i];
+  mean /= data.length;
+  let spread = 0;
+  for (let i = 0; i < data.length; i++) spread += Math.abs(data[i] - mean);
+  spread /= data.length;
+  const steps = [];
+  if (height > 1) {
+    let sum = 0;
+    for (let i = width; i < data.length; i++) sum += Math.abs(data[i] - data[i - width]);
+    steps.push(sum / ((height - 1) * width));
+  }
+  if (width > 1) {
+    let sum = 0;
+    for (let y = 0; y < height; y++) for (let x = 1; x < width; x++) sum += Math.abs(data[y * width + x] - data[y * width + x - 1]);
+    steps.push(sum / (height * (width - 1)));
+  }
+  return steps.length && spread > 0 ? steps.reduce((a, b) => a + b) / steps.length / spread : 0;
+}
+
 /** Step 10's frame: `ink` inside MARGIN x its longer side of step 6's background, carried out from the edge. */
 export function framed(ink) {
   const { width, height } = ink;
@@ -732,6 +760,8 @@ export function readInk(ink, darkInk = false) {
     return refine(ink, firstPass(ink, darkInk), darkInk);
   } catch (refusal) {
     if (!(refusal instanceof NoPaperError)) throw refusal;
+    // No paper and no strokes: noise all over.
+    if (roughness(ink) >= NOISE_ROUGHNESS) throw new NoDigitError("no digit found (only noise)");
     const wide = framed(ink); // MARGIN = 0 frames nothing: the same refusal again
     try {
       return refine(wide, firstPass(wide, darkInk), darkInk);
