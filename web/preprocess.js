@@ -359,13 +359,8 @@ export function polarityOf(gray) {
  */
 export function background(ink, size = oddWindow(BG_FRACTION, ink), extended = false) {
   if (extended) {
-    const reach = size >> 1, { width, height } = ink, w = width + 2 * reach, h = height + 2 * reach;
-    const wide = new Float32Array(w * h);
-    for (let y = 0; y < h; y++) {
-      const sy = Math.min(Math.max(y - reach, 0), height - 1);
-      for (let x = 0; x < w; x++) wide[y * w + x] = ink.data[sy * width + Math.min(Math.max(x - reach, 0), width - 1)];
-    }
-    const paper = background(new Gray(wide, w, h), size).data, out = new Float32Array(width * height);
+    const reach = size >> 1, { width, height } = ink, w = width + 2 * reach;
+    const paper = background(edgePadded(ink, reach), size).data, out = new Float32Array(width * height);
     for (let y = 0; y < height; y++) out.set(paper.subarray((y + reach) * w + reach, (y + reach) * w + reach + width), y * width);
     return new Gray(out, width, height);
   }
@@ -737,15 +732,18 @@ export function roughness({ data, width, height }) {
 export function framed(ink) {
   const { width, height } = ink;
   const margin = Math.trunc(MARGIN * Math.max(width, height));
-  const paper = background(ink).data, w = width + 2 * margin, h = height + 2 * margin;
+  const out = edgePadded(background(ink), margin), w = out.width;
+  for (let y = 0; y < height; y++) out.data.set(ink.data.subarray(y * width, (y + 1) * width), (y + margin) * w + margin);
+  return out;
+}
+
+/** `gray` extended by `margin` pixels on every side, each new pixel the nearest edge pixel (numpy's "edge" pad). */
+function edgePadded(gray, margin) {
+  const { data, width, height } = gray, w = width + 2 * margin, h = height + 2 * margin;
   const out = new Float32Array(w * h);
   for (let y = 0; y < h; y++) {
     const sy = Math.min(Math.max(y - margin, 0), height - 1);
-    for (let x = 0; x < w; x++) {
-      const sx = Math.min(Math.max(x - margin, 0), width - 1);
-      const inside = y >= margin && y < margin + height && x >= margin && x < margin + width;
-      out[y * w + x] = (inside ? ink.data : paper)[sy * width + sx];
-    }
+    for (let x = 0; x < w; x++) out[y * w + x] = data[sy * width + Math.min(Math.max(x - margin, 0), width - 1)];
   }
   return new Gray(out, w, h);
 }
