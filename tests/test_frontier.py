@@ -209,6 +209,20 @@ def test_the_best_trial_is_the_same_in_any_order_ties_going_to_the_smaller_model
     assert tuner_cli.best_row(rows[::-1])["trial"] == "0005"
 
 
+def test_the_trials_plot_is_the_same_in_any_order_and_marks_best_row(tmp_path):
+    """A reloaded search returns its trials in another order: rerun, the plot must not change."""
+    from tuner.report import plot_trials
+
+    rows = [{"trial": "0000", "epochs": 1, "val_accuracy": 0.0986328125, "parameters": 5578},
+            {"trial": "0001", "epochs": 1, "val_accuracy": 0.0986328125, "parameters": 5506}]
+    pictures = []
+    for i, order in enumerate((rows, rows[::-1])):
+        plot_trials(order, 6000, tmp_path / f"{i}.png", tuner_cli.best_row(order))
+        pictures.append((tmp_path / f"{i}.png").read_bytes())
+    plot_trials(rows, 6000, tmp_path / "other.png", rows[0])  # the other trial marked instead
+    assert pictures[0] == pictures[1] != (tmp_path / "other.png").read_bytes()
+
+
 def test_a_finished_seed_run_of_another_config_is_refused_not_reported(tmp_path):
     run = tmp_path / "seed0"
     run.mkdir()

@@ -227,11 +227,11 @@ def run_search(args, out: Path, role: str, command: str) -> dict | None:
     oracle = tuner.oracle
     rows = [trial_row(t) for t in oracle.trials.values()]
     write_tables(rows, out)
-    plot_trials(rows, args.budget, out / "val_accuracy_vs_parameters.png")
     done = [r for r in rows if r["val_accuracy"] is not None]
-    if not done:
+    best = best_row(done) if done else None
+    plot_trials(rows, args.budget, out / "val_accuracy_vs_parameters.png", best)
+    if best is None:
         raise Refused(f"no trial of the search in {out} finished; see the trial lines above")
-    best = best_row(done)
     best_trial = oracle.trials[best["trial"]]
     config = tuner.model_maker.config(best_trial.hyperparameters)
     best_recipe = tuner.model_maker.trial_recipe(best_trial.hyperparameters)

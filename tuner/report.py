@@ -40,24 +40,27 @@ def write_tables(rows: list[dict], out: Path) -> None:
     write_text(out / "trials.md", "\n".join(lines) + "\n")
 
 
-def plot_trials(rows: list[dict], budget: int, path: Path) -> None:
+def plot_trials(rows: list[dict], budget: int, path: Path, best: dict | None = None) -> None:
     """Draws validation accuracy against total parameters, with the budget marked.
+
+    The same trials give the same picture whatever their order (a reloaded search returns
+    them in another), so rerunning a finished search leaves the file as it was.
 
     Args:
         rows: the trials, as for `write_tables`.
         budget: the parameter budget (a vertical line).
         path: the PNG to write.
+        best: the trial to mark as the best (`tuner.cli.best_row`), or None.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    done = [r for r in rows if r["val_accuracy"] is not None]
+    done = sorted((r for r in rows if r["val_accuracy"] is not None), key=lambda r: r["trial"])
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ax.scatter([r["parameters"] for r in done], [100 * r["val_accuracy"] for r in done], label="trial")
-    if done:
-        best = max(done, key=lambda r: r["val_accuracy"])
+    if best is not None:
         ax.scatter([best["parameters"]], [100 * best["val_accuracy"]], color="tab:red", s=80, label="best")
     ax.axvline(budget, color="gray", linestyle="--", label=f"budget {budget:,}")
     ax.set_xlabel("total parameters (model.count_params())")
