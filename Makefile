@@ -13,7 +13,9 @@ endif
 endif
 
 SEED ?= 0
-RUN ?= runs/seed$(SEED)
+# RECIPE=fast trains the fast preset (a wider model in 6 epochs) into runs/fast-seedN.
+RECIPE ?=
+RUN ?= runs/$(if $(RECIPE),$(basename $(notdir $(RECIPE)))-)seed$(SEED)
 ARGS ?=
 BUDGET ?= 8000
 TRIALS ?= 30
@@ -38,7 +40,7 @@ $(STAMP): requirements.txt
 	touch $(STAMP)
 
 train: $(STAMP)
-	$(PY) -m app train --seed $(SEED) --out $(RUN) $(ARGS)
+	$(PY) -m app train --seed $(SEED) --out $(RUN) $(if $(RECIPE),--recipe $(RECIPE)) $(ARGS)
 
 export: $(STAMP)
 	$(PY) -m app export --model $(RUN)/model.keras --out exported
@@ -46,9 +48,11 @@ export: $(STAMP)
 predict: $(STAMP)
 	$(PY) -m app predict $(ARGS) $(FILES)
 
-# The default recipe on seeds 0-9 into runs/results/ (finished seeds are kept), and the table.
+# The default recipe on seeds 0-9 into runs/results/ and the fast one into runs/results-fast/
+# (finished seeds are kept), and their tables, results/seeds.md and results/seeds-fast.md.
 results: $(STAMP)
 	$(PY) -m app results $(ARGS)
+	$(PY) -m app results --recipe fast $(ARGS)
 
 realworld: $(STAMP)
 	$(PY) -m app realworld $(ARGS)

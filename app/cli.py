@@ -69,7 +69,9 @@ def build_parser() -> Parser:
                        help="hold out the last 10,000 train images and evaluate on them, never on test")
     train.add_argument("--budget", type=positive_int, default=None, help="parameter budget of the config")
     train.add_argument("--config", default=None, help="a JSON file of ModelConfig fields (e.g. from the tuner)")
-    train.add_argument("--recipe", default=None, help="a JSON file of Recipe fields (e.g. {\"max_lr\": 0.004})")
+    train.add_argument("--recipe", default=None,
+                       help="'fast' (a wider model in 6 epochs, see the README; out runs/fast-seedN), "
+                            "or a JSON file of Recipe fields (e.g. {\"max_lr\": 0.004})")
     train.add_argument("--restart", action="store_true",
                        help="discard the run folder's unfinished epochs and train from epoch 1")
     train.add_argument("--deterministic", action="store_true",
@@ -96,12 +98,16 @@ def build_parser() -> Parser:
                          help="processes that preprocess the images (default: one per CPU core)")
 
     results = commands.add_parser(
-        "results", help="train the default recipe on seeds 0-9 (resumable) and write their table")
+        "results", help="train a recipe on seeds 0-9 (resumable) and write their table")
     results.add_argument("runs", nargs="*", metavar="RUN",
                          help="only print the table of these finished run folders (trains nothing)")
-    results.add_argument("--root", default="runs/results", help="where the seed runs go (default runs/results)")
+    results.add_argument("--recipe", choices=("default", "fast"), default="default",
+                         help="the shipped recipe and model, or the fast preset (default: default)")
+    results.add_argument("--root", default=None,
+                         help="where the seed runs go (default runs/results, or runs/results-fast)")
     results.add_argument("--seeds", type=positive_int, default=10, help="seeds 0 to N-1 (default 10)")
-    results.add_argument("--out", default="results/seeds.md", help="the table (default results/seeds.md)")
+    results.add_argument("--out", default=None,
+                         help="the table (default results/seeds.md, or results/seeds-fast.md)")
     add_verbose(results)
 
     realworld = commands.add_parser("realworld", help="score predict on the development set and on MNIST files")
@@ -133,17 +139,18 @@ def build_parser() -> Parser:
 
 
 def run_train(args) -> int:
-    from app.config import ModelConfig, Recipe, count_parameters
+    from app.config import PRESETS, ModelConfig, Recipe, count_parameters
     from app.runfolder import claimed
 
-    values = read_json(args.config, "config")
+    preset = PRESETS.get(args.recipe)
+    values = read_json(args.config, "config") if args.config or not preset else preset[0].to_dict()
     if args.budget is not None:
         values["budget"] = args.budget
     try:
         config = ModelConfig.from_dict(values)
     except TypeError as error:
         raise UsageError(f"bad config {args.config}: {error}") from None
-    recipe_values = {**read_json(args.recipe, "recipe"), "seed": args.seed}
+    recipe_values = {**(preset[1].to_dict() if preset else read_json(args.recipe, "recipe")), "seed": args.seed}
     if args.epochs is not None:
         recipe_values["epochs"] = args.epochs
     if args.batch_size is not None:
@@ -153,7 +160,8 @@ def run_train(args) -> int:
     except TypeError as error:
         raise UsageError(f"bad recipe {args.recipe}: {error}") from None
     config.check_budget(count_parameters(config))
-    out, command = Path(args.out or f"runs/seed{args.seed}"), command_line(args.argv)
+    default_out = f"runs/{args.recipe}-seed{args.seed}" if preset else f"runs/seed{args.seed}"
+    out, command = Path(args.out or default_out), command_line(args.argv)
     with claimed(out, config, recipe, command, quick=args.quick, validation=args.validation, restart=args.restart):
         pass  # a busy, finished, another run's or damaged folder is refused now; `train` claims it again
     # TensorFlow only now: every check above answers at once, not after its import.
@@ -218,11 +226,14 @@ def run_results(args) -> int:
     if args.runs:
         print(results.table([Path(run) for run in args.runs]), end="")
         return 0
+    preset = None if args.recipe == "default" else args.recipe
+    suffix = f"-{preset}" if preset else ""
+    root, out = args.root or f"runs/results{suffix}", args.out or f"results/seeds{suffix}.md"
     import_tensorflow()
-    runs = results.seed_runs(args.root, range(args.seeds))
-    results.train_missing(runs)
-    print(results.write(runs, args.out, command_line(args.argv)), end="")
-    print(f"wrote {args.out} and {Path(args.out).with_suffix('')}/seedN/history.csv")
+    runs = results.seed_runs(root, range(args.seeds))
+    results.train_missing(runs, preset)
+    print(results.write(runs, out, command_line(args.argv)), end="")
+    print(f"wrote {out} and {Path(out).with_suffix('')}/seedN/history.csv")
     return 0
 
 

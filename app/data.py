@@ -172,6 +172,7 @@ def train_pipeline(
     first_epoch: int = 0,
     stroke: float = 0.0,
     blur: float = 0.0,
+    clean_from: int | None = None,
 ) -> tf.data.Dataset:
     """Shuffled, augmented float32 batches of raw 0..255 pixels for training.
 
@@ -188,6 +189,8 @@ def train_pipeline(
         first_epoch: the epoch the first pass is (a resumed run starts past 0).
         stroke: see `random_stroke` (0 turns it off).
         blur: see `random_blur` (0 turns it off).
+        clean_from: the first epoch shown unaugmented, and every epoch after it (None
+            augments every epoch).
     """
     images, labels = in_memory(ds)
     count = int(images.shape[0])
@@ -200,8 +203,7 @@ def train_pipeline(
         order = tf.data.Dataset.from_tensor_slices(epoch_order(count, seed, epoch)).batch(batch_size)
         return tf.data.Dataset.zip(order, tf.data.Dataset.range(steps)).map(lambda idx, step: (idx, epoch, step))
 
-    def gather(idx, epoch, step):
-        batch, targets = tf.cast(tf.gather(images, idx), tf.float32), tf.gather(labels, idx)
+    def augment(batch, epoch, step):
         # A stateless seed per (epoch, step): the parallel map stays reproducible.
         step_seed = tf.stack([epoch, step]) + seed * 1_000_003
         if stroke > 0:
@@ -210,7 +212,15 @@ def train_pipeline(
             batch = random_blur(batch, tf.random.experimental.stateless_fold_in(step_seed, 3), blur)
         if shift > 0 or rotation > 0:
             batch = random_affine(batch, step_seed, shift, rotation)
-        return batch, targets
+        return batch
+
+    def gather(idx, epoch, step):
+        batch, targets = tf.cast(tf.gather(images, idx), tf.float32), tf.gather(labels, idx)
+        if clean_from is None:
+            return augment(batch, epoch, step), targets
+        # The epoch is a tensor of the pipeline, so the switch happens inside it: a run resumed
+        # past `clean_from` gets clean epochs, just as one that got there in one go.
+        return tf.cond(epoch < clean_from, lambda: augment(batch, epoch, step), lambda: batch), targets
 
     ds = tf.data.Dataset.range(1).flat_map(one_epoch).apply(tf.data.experimental.assert_cardinality(steps))
     return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -1,7 +1,8 @@
-"""`make results`: the default recipe on ten seeds, resumable, and the table of what it reached."""
+"""`make results`: a recipe on ten seeds, resumable, and the table of what it reached."""
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import statistics
 from pathlib import Path
@@ -17,22 +18,28 @@ def seed_runs(root: str | Path, seeds=SEEDS) -> list[Path]:
     return [Path(root) / f"seed{seed}" for seed in seeds]
 
 
-def train_missing(runs: list[Path]) -> None:
+def train_missing(runs: list[Path], preset: str | None = None) -> None:
     """Trains every seed run (`seed_runs`) that has no `metrics.json`, one after the other.
 
     A finished seed is skipped and an unfinished one resumes from its last finished epoch
     (`train`'s own resume), so `make results` can be killed and rerun at any moment.
+
+    Args:
+        runs: the seed runs, `root/seedN`.
+        preset: a name of `config.PRESETS` (its model and recipe), or None for the defaults.
     """
-    from app.config import ModelConfig, Recipe
+    from app.config import PRESETS, ModelConfig, Recipe
     from app.train import train
 
+    config, recipe = PRESETS[preset] if preset else (ModelConfig(), Recipe())
+    option = f" --recipe {preset}" if preset else ""
     for run in runs:
         if (run / "metrics.json").exists():
             print(f"{run}: finished, kept", flush=True)
             continue
         seed = int(run.name.removeprefix("seed"))
-        command = f"python -m app train --seed {seed} --out {run}"
-        metrics = train(ModelConfig(), Recipe(seed=seed), out=run, command=command)
+        command = f"python -m app train{option} --seed {seed} --out {run}"
+        metrics = train(config, dataclasses.replace(recipe, seed=seed), out=run, command=command)
         print(f"{run}: final test accuracy {100 * metrics['final_test_accuracy']:.2f}% "
               f"({metrics['train_seconds']:.0f} s of training)", flush=True)
 

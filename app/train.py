@@ -274,6 +274,7 @@ def _fit_and_write(config, recipe, out, prefix, fit_split, held_out_split, first
     train_ds = data.train_pipeline(
         train_raw, recipe.batch_size, recipe.seed, shift=recipe.shift, rotation=recipe.rotation,
         first_epoch=first_epoch, stroke=recipe.stroke, blur=recipe.blur,
+        clean_from=recipe.epochs - recipe.clean_epochs if recipe.clean_epochs else None,
     ).map(one_hot)
     held_out_ds = data.eval_pipeline(held_out_raw).map(one_hot)
     steps = -(-train_images // recipe.batch_size)

@@ -49,6 +49,12 @@ SMALLEST = "below the smallest model of the search space (1,922 parameters)"
      "error: stem must be at least 1 filter, got 0"),
     ("app", ["train", "--budget", "5000", "--out", "{tmp}/run"], 2,
      "error: model has 7,862 parameters, over the budget of 5,000"),
+    ("app", ["train", "--recipe", "fast", "--budget", "13497", "--out", "{tmp}/run"], 2,
+     "error: model has 13,498 parameters, over the budget of 13,497"),
+    ("app", ["train", "--recipe", "fast", "--epochs", "1", "--config", "{tmp}/wide.json", "--out", "{tmp}/run"], 2,
+     "error: model has 8,470 parameters, over the budget of 8,000"),
+    ("app", ["train", "--recipe", "fast", "--epochs", "0", "--out", "{tmp}/run"], 2,
+     "error: argument --epochs: must be a positive whole number, got 0"),
     ("app", ["train", "--quick", "--out", "{tmp}/config.json"], 2,
      "error: cannot use {tmp}/config.json as a folder, it is a file; choose another --out"),
     ("app", ["train", "--quick", "--out", "{tmp}/done"], 2,
@@ -71,6 +77,8 @@ def test_bad_input_is_refused_before_tensorflow_is_imported(tmp_path, module, ar
     import sys
 
     (tmp_path / "config.json").write_text('{"stem": 0}')
+    # A config file replaces the preset's model, budget included.
+    (tmp_path / "wide.json").write_text('{"edges": 8}')
     (tmp_path / "done").mkdir()
     (tmp_path / "done" / "metrics.json").write_text("{}")
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]

@@ -126,6 +126,21 @@ def test_a_resumed_run_sees_its_own_epoch_not_epoch_0_again(test_slice):
     np.testing.assert_array_equal(np.sort(labels), np.sort(np.concatenate([b[1].numpy() for b in passes[0]])))
 
 
+def test_epochs_from_clean_from_show_the_stored_images_in_the_epoch_order(test_slice):
+    stored = {image.tobytes() for image in next(iter(data.eval_pipeline(test_slice, batch_size=256)))[0].numpy()}
+    augment = dict(shift=0.08, rotation=0.033, stroke=0.4)
+    ds = data.train_pipeline(test_slice, 256, seed=1, clean_from=1, **augment)
+    epoch0, epoch1, epoch2 = (next(iter(ds))[0].numpy() for _ in range(3))
+    assert sum(image.tobytes() in stored for image in epoch0) == 0
+    # Epochs 1 and 2 are the stored images in the order a pipeline without augmentation gives.
+    plain = data.train_pipeline(test_slice, 256, seed=1, first_epoch=1)
+    np.testing.assert_array_equal(epoch1, next(iter(plain))[0].numpy())
+    np.testing.assert_array_equal(epoch2, next(iter(plain))[0].numpy())
+    assert not np.array_equal(epoch1, epoch2)
+    resumed = data.train_pipeline(test_slice, 256, seed=1, first_epoch=1, clean_from=1, **augment)
+    np.testing.assert_array_equal(next(iter(resumed))[0].numpy(), epoch1)
+
+
 def test_random_stroke_thickens_and_thins_within_its_range():
     import tensorflow as tf
 

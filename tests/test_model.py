@@ -31,6 +31,19 @@ def test_default_parameter_count_is_exact_and_under_8000():
     assert model.count_params() <= 8000
 
 
+def test_fast_preset_model_count_is_exact_and_under_its_budget():
+    from app.config import FAST_BUDGET, FAST_CONFIG, count_parameters
+
+    # Wider blocks 2 and 3 than the default (see DEFAULT_TOTAL for the layer order):
+    #   edges 72 + BN 32; transition1 80 + 40; patterns 3*3*10*16 = 1440 + 64, 3*3*16*16 = 2304 + 64;
+    #   transition2 1*1*16*16 = 256 + 64; object 3*3*16*24 = 3456 + 96, 3*3*24*24 = 5184 + 96;
+    #   head 24*10+10 = 250: conv + head 13,042 + BN 456 (of which 228 moving statistics) = 13,498.
+    model = build_model(FAST_CONFIG)
+    assert parameter_counts(model) == {"total": 13_498, "trainable": 13_270, "non_trainable": 228}
+    assert count_parameters(FAST_CONFIG) == 13_498 <= FAST_BUDGET
+    assert [layer.rate for layer in model.layers if layer.name.endswith("dropout")] == [0.0, 0.0, 0.0]
+
+
 def test_outputs_are_probabilities_of_ten_classes():
     model = build_model()
     x = np.random.default_rng(0).uniform(0, 255, size=(2, 28, 28, 1)).astype("float32")
@@ -161,6 +174,14 @@ def test_config_round_trips_through_dict():
 def test_recipe_rejects_non_positive(field):
     with pytest.raises(ValueError, match="must be a positive whole number, got 0"):
         Recipe(**{field: 0})
+
+
+def test_recipe_cleans_at_most_every_epoch():
+    assert Recipe(epochs=3, clean_epochs=3).clean_epochs == 3
+    with pytest.raises(ValueError, match=r"^clean epochs must be from 0 to the 3 epochs, got 4$"):
+        Recipe(epochs=3, clean_epochs=4)
+    with pytest.raises(ValueError, match=r"^clean epochs must be from 0 to the 20 epochs, got -1$"):
+        Recipe(clean_epochs=-1)
 
 
 def test_a_recorded_recipe_without_stroke_trained_without_it():
