@@ -164,7 +164,7 @@ class Recipe:
         return cls(**{"stroke": 0.0, "blur": 0.0, **values})
 
 
-# The fast preset (`--recipe fast`): about a third of the default recipe's training time.
+# The fast preset (`--recipe fast`): about a quarter of the default recipe's training time.
 # Six epochs are too few for the default model, whatever the schedule, to reach 99.40% (see
 # the README's measurements), so the preset trains a wider one: a wider layer costs little
 # extra time here, where a training step's time goes mostly to BatchNorm and memory traffic
