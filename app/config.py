@@ -16,51 +16,75 @@ INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 
 
+# The most 3x3 convolutions a block may hold (the edges block counts its stem).
+MAX_BLOCK_CONVS = 3
+
+
+def _filters(name: str, value, least: int) -> tuple[int, ...]:
+    """A block's filter counts as a tuple without its zeros (a 0 removes that convolution).
+
+    An int stands for one convolution (0: none), as configs recorded `edges` before it could
+    hold two; a list comes from a JSON round trip.
+    """
+    counts = tuple(value) if isinstance(value, (tuple, list)) else ((value,) if value else ())
+    if any(not isinstance(f, int) or f < 0 for f in counts):
+        raise ValueError(f"{name} must be filter counts of 0 (none) or more, got {value}")
+    counts = tuple(f for f in counts if f)
+    if not least <= len(counts) <= MAX_BLOCK_CONVS - (name == "edges"):
+        most = MAX_BLOCK_CONVS - (name == "edges")
+        raise ValueError(f"{name} must hold {least} to {most} convolutions, got {value}")
+    return counts
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Everything `build_model` needs; the defaults are the shipped model.
 
+    A filter count of 0 removes its convolution: a block holds one to three 3x3
+    convolutions and each 1x1 transition is optional, so one builder spans the shipped
+    design and the plainer ones (three convolutions a block, no transitions) the search
+    compares it with.
+
     Attributes:
         stem: filters of the first 3x3 convolution (the product starts with 8 features).
-        edges: filters of an optional second 3x3 convolution of block 1 (28x28, edges);
-            0, the default, leaves the stem alone in that block: full-resolution layers are
+        edges: filters of up to two more 3x3 convolutions of block 1 (28x28, edges); the
+            default, none, leaves the stem alone in that block: full-resolution layers are
             the most expensive per parameter, so the parameters go to blocks 2 and 3.
-        transition1: filters of the 1x1 convolution after the first MaxPooling.
-        patterns: filters of the two 3x3 convolutions of block 2 (14x14, patterns).
-        transition2: filters of the 1x1 convolution after the second MaxPooling.
-        object: filters of the two 3x3 convolutions of block 3 (7x7, the object).
+        transition1: filters of the 1x1 convolution after the first MaxPooling; 0 keeps
+            the pooling alone.
+        patterns: filters of the one to three 3x3 convolutions of block 2 (14x14, patterns).
+        transition2: filters of the 1x1 convolution after the second MaxPooling; 0 keeps
+            the pooling alone.
+        object: filters of the one to three 3x3 convolutions of block 3 (7x7, the object).
         dropout: rate of the Dropout after each block.
         early_pool: max-pool the last convolution of blocks 1 and 2 straight away, before
             its BatchNorm, ReLU and Dropout, which then touch a quarter of the pixels. Max
             pooling commutes with ReLU and with BatchNorm's per-channel scale when it is
             positive, so the function barely changes while a training step gets cheaper.
-            False puts each MaxPooling after the block (the v1 and v2 models).
+            False puts each MaxPooling after the block.
         budget: the most parameters (trainable plus BatchNorm statistics) a model may have.
     """
 
     stem: int = 8
-    edges: int = 0
+    edges: tuple[int, ...] = ()
     transition1: int = 10
-    patterns: tuple[int, int] = (14, 16)
+    patterns: tuple[int, ...] = (14, 16)
     transition2: int = 10
-    object: tuple[int, int] = (16, 16)
+    object: tuple[int, ...] = (16, 16)
     dropout: float = 0.05
     early_pool: bool = True
     budget: int = DEFAULT_BUDGET
 
     def __post_init__(self):
-        # Tuples survive a JSON round trip as lists; store them as tuples so configs hash.
-        object.__setattr__(self, "patterns", tuple(self.patterns))
-        object.__setattr__(self, "object", tuple(self.object))
-        if self.edges < 0:
-            raise ValueError(f"edges must be 0 (no second convolution) or more filters, got {self.edges}")
-        for name in ("stem", "transition1", "transition2"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1 filter, got {getattr(self, name)}")
-        for name in ("patterns", "object"):
-            value = getattr(self, name)
-            if len(value) != 2 or min(value) < 1:
-                raise ValueError(f"{name} must be two filter counts of at least 1, got {value}")
+        # Stored as tuples without zeros, so two configs of one model are equal and hash alike.
+        object.__setattr__(self, "edges", _filters("edges", self.edges, least=0))
+        object.__setattr__(self, "patterns", _filters("patterns", self.patterns, least=1))
+        object.__setattr__(self, "object", _filters("object", self.object, least=1))
+        if self.stem < 1:
+            raise ValueError(f"stem must be at least 1 filter, got {self.stem}")
+        for name in ("transition1", "transition2"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 (no 1x1 convolution) or more filters, got {getattr(self, name)}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -72,6 +96,16 @@ class ModelConfig:
     def from_dict(cls, values: dict) -> ModelConfig:
         """Builds a config from `to_dict` output (unknown keys are an error)."""
         return cls(**values)
+
+    def convolutions(self) -> list[tuple[str, int, int]]:
+        """Every convolution in order, as (layer name, filters, kernel side)."""
+        layers = [(f"edges_conv{i}", f, 3) for i, f in enumerate((self.stem, *self.edges), start=1)]
+        if self.transition1:
+            layers.append(("transition1_conv", self.transition1, 1))
+        layers += [(f"patterns_conv{i}", f, 3) for i, f in enumerate(self.patterns, start=1)]
+        if self.transition2:
+            layers.append(("transition2_conv", self.transition2, 1))
+        return layers + [(f"object_conv{i}", f, 3) for i, f in enumerate(self.object, start=1)]
 
     def check_budget(self, parameters: int) -> None:
         """Raises ValueError when a model of `parameters` parameters is over `budget`."""
@@ -91,10 +125,8 @@ def count_parameters(config: ModelConfig) -> int:
     Args:
         config: the model configuration (its budget is not checked).
     """
-    convolutions = [(config.stem, 3), *([(config.edges, 3)] if config.edges else []), (config.transition1, 1),
-                    *((f, 3) for f in config.patterns), (config.transition2, 1), *((f, 3) for f in config.object)]
     total, channels = 0, INPUT_SHAPE[-1]
-    for filters, kernel in convolutions:
+    for _, filters, kernel in config.convolutions():
         total += kernel * kernel * channels * filters + 4 * filters
         channels = filters
     return total + (channels + 1) * NUM_CLASSES

@@ -18,9 +18,10 @@ each block ends in Dropout):
 | gap              | GlobalAvgPool | 16       | whole image     |
 | head             | Dense+softmax | 10       |                 |
 
-The edges block is the 8-feature stem alone by default (`ModelConfig.edges = 0`); a config
-with `edges > 0` adds a second 28x28 convolution (`edges_conv2`, receptive field 5), which
-costs 28*28*9*8*edges multiply-adds per image for only 72*edges parameters.
+The edges block is the 8-feature stem alone by default (`ModelConfig.edges = ()`); each filter
+count in `edges` adds a 28x28 convolution (`edges_conv2`, `edges_conv3`), which costs
+28*28*9*in*out multiply-adds per image for only 9*in*out parameters. Blocks 2 and 3 hold one
+to three 3x3 convolutions each, and a transition of 0 filters is its MaxPooling alone.
 
 Each MaxPooling sits right after the last convolution of its block, before that
 convolution's BatchNorm, ReLU and the block's Dropout (`ModelConfig.early_pool`): those
@@ -90,13 +91,13 @@ def transition(x, filters: int, name: str, pool: bool = True):
 
     Args:
         x: the input tensor.
-        filters: output channels of the 1x1 convolution.
+        filters: output channels of the 1x1 convolution; 0 leaves the channels as they are.
         name: the transition's name.
         pool: False when the block before already pooled (`ModelConfig.early_pool`).
     """
     if pool:
         x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
-    return conv_bn_relu(x, filters, 1, name=f"{name}_conv")
+    return conv_bn_relu(x, filters, 1, name=f"{name}_conv") if filters else x
 
 
 def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
@@ -117,9 +118,9 @@ def build_model(config: ModelConfig = ModelConfig()) -> keras.Model:
     x = layers.Rescaling(
         scale=1.0 / (255.0 * MNIST_STD), offset=-MNIST_MEAN / MNIST_STD, name="normalize"
     )(inputs)
-    edges = (config.stem, config.edges) if config.edges else (config.stem,)
     early = config.early_pool
-    x = block(x, edges, config.dropout, name="edges", pool="transition1_pool" if early else None)
+    x = block(x, (config.stem, *config.edges), config.dropout, name="edges",
+              pool="transition1_pool" if early else None)
     x = transition(x, config.transition1, name="transition1", pool=not early)
     x = block(x, config.patterns, config.dropout, name="patterns", pool="transition2_pool" if early else None)
     x = transition(x, config.transition2, name="transition2", pool=not early)

@@ -139,6 +139,11 @@ def check_same_run(out: Path, record: dict) -> None:
         started = json.loads(path.read_text())
     except ValueError:
         raise DamagedStateError(f"cannot resume {out}, {path} is damaged; rerun with --restart") from None
+    if isinstance(started.get("config"), dict):  # as today's code writes it (edges 0 is [])
+        try:
+            started["config"] = ModelConfig.from_dict(started["config"]).to_dict()
+        except (TypeError, ValueError):
+            pass  # another config all the same: refused below
     for key in ("config", "recipe", "splits"):
         if started.get(key) != record[key]:
             raise RunFolderError(

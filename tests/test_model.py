@@ -1,5 +1,6 @@
 """The builder: exact parameter counts, shapes, names, receptive field, budget errors."""
 
+import keras
 import numpy as np
 import pytest
 
@@ -154,8 +155,11 @@ def test_bigger_config_counts_and_budget_is_inclusive():
     "kwargs, message",
     [
         ({"stem": 0}, "stem must be at least 1 filter, got 0"),
-        ({"edges": -1}, r"edges must be 0 \(no second convolution\) or more filters, got -1"),
-        ({"patterns": (12,)}, r"patterns must be two filter counts of at least 1, got \(12,\)"),
+        ({"edges": -1}, r"^edges must be filter counts of 0 \(none\) or more, got -1$"),
+        ({"edges": (4, 4, 4)}, r"^edges must hold 0 to 2 convolutions, got \(4, 4, 4\)$"),
+        ({"patterns": (0, 0)}, r"^patterns must hold 1 to 3 convolutions, got \(0, 0\)$"),
+        ({"object": (8, 8, 8, 8)}, r"^object must hold 1 to 3 convolutions, got \(8, 8, 8, 8\)$"),
+        ({"transition1": -2}, r"^transition1 must be 0 \(no 1x1 convolution\) or more filters, got -2$"),
         ({"dropout": 1.0}, r"dropout must be in \[0, 1\), got 1.0"),
     ],
 )
@@ -195,10 +199,52 @@ def test_property_arithmetic_count_matches_the_builder():
 
     rng = np.random.default_rng(0)
     configs = [ModelConfig(), ModelConfig(edges=4, early_pool=False, budget=10**9)]
-    for _ in range(25):
-        f = lambda: int(rng.integers(1, 25))  # noqa: E731
-        configs.append(ModelConfig(stem=f(), edges=int(rng.choice([0, f()])), transition1=f(),
-                                   patterns=(f(), f()), transition2=f(), object=(f(), f()), budget=10**9))
+    f = lambda least=1: int(rng.integers(least, 25))  # noqa: E731
+    # Every option: one to three convolutions a block (0 removes one), optional transitions,
+    # pooling early or late.
+    convs = lambda: tuple(f(0) if i else f() for i in range(int(rng.integers(1, 4))))  # noqa: E731
+    for _ in range(30):
+        configs.append(ModelConfig(
+            stem=f(), edges=tuple(f(0) for _ in range(int(rng.integers(0, 3)))), transition1=f(0) * rng.integers(0, 2),
+            patterns=convs(), transition2=f(0) * rng.integers(0, 2), object=convs(),
+            early_pool=bool(rng.integers(0, 2)), budget=10**9))
     for config in configs:
-        assert count_parameters(config) == build_model(config).count_params(), config
+        model = build_model(config)
+        assert count_parameters(config) == model.count_params(), config
+        convolutions = [layer.name for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+        assert convolutions == [name for name, _, _ in config.convolutions()], config
     assert count_parameters(ModelConfig()) == DEFAULT_TOTAL
+
+
+def test_plain_stack_of_three_convolutions_a_block_without_transitions():
+    # Three 3x3 convolutions at each resolution, no 1x1 transitions (4, 4, 4 | 8, 8, 8 | 8, 8, 8):
+    #   edges_conv1      3*3*1*4 =  36 + BN 16       patterns_conv1  3*3*4*8 = 288 + BN 32
+    #   edges_conv2/3    3*3*4*4 = 144 + BN 16 each  patterns_conv2/3, object_conv1-3  3*3*8*8 = 576 + BN 32 each
+    #   head             8*10+10 =  90
+    # 52 + 2*160 + 320 + 5*608 + 90 = 3,822 in all; BN statistics 2*(3*4 + 6*8) = 120.
+    config = ModelConfig(stem=4, edges=(4, 4), transition1=0, patterns=(8, 8, 8), transition2=0,
+                         object=(8, 8, 8), dropout=0.01, budget=4000)
+    model = build_model(config)
+    assert parameter_counts(model) == {"total": 3822, "trainable": 3702, "non_trainable": 120}
+    names = [layer.name for layer in model.layers]
+    assert "transition1_conv" not in names and "transition2_conv" not in names
+    assert [n for n in names if n.endswith("_pool")] == ["transition1_pool", "transition2_pool"]
+    assert model.get_layer("object_conv3").output.shape[1:] == (7, 7, 8)
+    assert model.get_layer("edges_dropout").rate == 0.01
+    x = np.zeros((2, 28, 28, 1), "float32")
+    assert model(x).shape == (2, 10)
+    # 1 + three 3x3 convs (2 each) at jumps 1, 2, 4 and the two 2x2 pools (1 each) at jumps 1, 2:
+    # 1 + 6 + 1 + 12 + 2 + 24 = 46 input pixels.
+    assert receptive_fields(model)["object_conv3"] == 46
+
+
+def test_zero_filters_remove_their_convolution_and_equal_configs_compare_equal():
+    # A 0 anywhere in a block removes that convolution; an int edges (as older run folders
+    # record it) is one convolution.
+    assert ModelConfig(patterns=(14, 0, 16), object=(16, 16, 0)) == ModelConfig()
+    assert ModelConfig(edges=0) == ModelConfig(edges=()) == ModelConfig(edges=(0, 0))
+    assert ModelConfig(edges=8).edges == (8,)
+    assert ModelConfig.from_dict(ModelConfig(edges=(4, 6)).to_dict()) == ModelConfig(edges=(4, 6))
+    # One transition removed: the next block reads the pooled channels straight away.
+    #   default 7,862 - transition2 (160 + 40) - object_conv1 3*3*10*16 + 3*3*16*16 = 7,662 + 864 = 8,526.
+    assert build_model(ModelConfig(transition2=0, budget=10**9)).count_params() == 8526
