@@ -17,8 +17,8 @@ SEED ?= 0
 RECIPE ?=
 RUN ?= runs/$(if $(RECIPE),$(basename $(notdir $(RECIPE)))-)seed$(SEED)
 ARGS ?=
-BUDGET ?= 8000
-TRIALS ?= 30
+BUDGET ?= 5000
+CANDIDATES ?= 100
 TUNE_DIR ?= tuning/budget$(BUDGET)
 
 .PHONY: install train test export predict results realworld cases bench tune frontier demo screenshot clean
@@ -65,9 +65,11 @@ bench: $(STAMP)
 	$(PY) -m app bench --run $(RUN) --exported exported $(ARGS)
 
 tune: $(STAMP)
-	$(PY) -m tuner search --budget $(BUDGET) --trials $(TRIALS) --dir $(TUNE_DIR) --seed $(SEED) $(ARGS)
+	$(PY) -m tuner search --strategy halving --budget $(BUDGET) --candidates $(CANDIDATES) --rungs 1 4 20 \
+		--factor 6 --floor 0.8 \
+		--dir $(TUNE_DIR) --seed $(SEED) $(ARGS)
 
-# Hyperband searches at 3K-8K parameters, each best retrained on 3 seeds, into tuning/frontier/;
+# Halving searches at 3K-8K parameters, each best retrained on 5 seeds, into tuning/frontier/;
 # the front goes to results/frontier.{md,csv,png}. Resumable: finished parts are kept.
 frontier: $(STAMP)
 	$(PY) -m tuner frontier $(ARGS)

@@ -41,7 +41,7 @@ def test_bad_config_file_is_one_line(cli, tmp_path):
     assert "wings" in last_line(result.stderr)
 
 
-SMALLEST = "below the smallest model of the search space (1,922 parameters)"
+SMALLEST = "below the smallest model of the search space (846 parameters)"
 
 
 @pytest.mark.parametrize("module, args, code, message", [
@@ -69,8 +69,8 @@ SMALLEST = "below the smallest model of the search space (1,922 parameters)"
      "error: cannot read the metrics file, {tmp}/run/metrics.json (No such file or directory); check the path"),
     ("app", ["cases", "--out", "{tmp}/config.json"], 2,
      "error: --out {tmp}/config.json is a file; give a folder for the cases"),
-    ("tuner", ["search", "--budget", "1900", "--dir", "{tmp}/out"], 2, f"error: budget 1,900 is {SMALLEST}"),
-    ("tuner", ["frontier", "--budgets", "5000", "1500", "--dir", "{tmp}/out"], 2, f"error: budget 1,500 is {SMALLEST}"),
+    ("tuner", ["search", "--budget", "800", "--dir", "{tmp}/out"], 2, f"error: budget 800 is {SMALLEST}"),
+    ("tuner", ["frontier", "--budgets", "5000", "800", "--dir", "{tmp}/out"], 2, f"error: budget 800 is {SMALLEST}"),
 ])
 def test_bad_input_is_refused_before_tensorflow_is_imported(tmp_path, module, args, code, message):
     import subprocess

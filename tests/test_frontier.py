@@ -6,13 +6,13 @@ import keras_tuner as kt
 import pytest
 from test_tuner import synthetic
 
-import tuner.cli as tuner_cli
 from app.config import ModelConfig, Recipe
 from app.errors import InputFileError, UsageError
 from tuner import frontier as fr
 from tuner import hypermodel as hm
 from tuner import space as search_space
-from tuner.cli import build_parser, claim_folder, search_settings
+from tuner import workflow
+from tuner.cli import build_parser
 from tuner.search import BudgetHyperbandOracle, make_tuner
 
 from conftest import last_line
@@ -85,22 +85,28 @@ def test_hyperband_search_promotes_the_best_and_trains_each_round_from_scratch(t
 
 def test_a_search_folder_from_before_the_strategy_option_still_resumes(tmp_path):
     args = build_parser().parse_args(["search", "--budget", "6000", "--dir", str(tmp_path)])
-    settings = search_settings(args)
+    settings = workflow.search_settings(args)
     old = {k: v for k, v in settings.items() if k not in ("strategy", "factor", "iterations")}
     (tmp_path / "search_config.json").write_text(json.dumps({**old, "command": "python -m tuner search"}))
-    claim_folder(tmp_path, settings, "python -m tuner search --budget 6000")  # random: the same search
+    workflow.claim_folder(tmp_path, settings, "python -m tuner search --budget 6000")  # random: the same search
     hyper = build_parser().parse_args(["search", "--budget", "6000", "--strategy", "hyperband"])
     with pytest.raises(Exception, match="holds a search with --strategy random"):
-        claim_folder(tmp_path, search_settings(hyper), "python -m tuner search --strategy hyperband")
+        workflow.claim_folder(tmp_path, workflow.search_settings(hyper), "python -m tuner search --strategy hyperband")
 
 
-def test_each_budget_search_is_a_search_command_a_worker_can_join():
-    args = build_parser().parse_args(["frontier", "--budgets", "4000", "--epochs", "9", "--factor", "2",
-                                      "--floor", "0.7", "--dir", "t/f"])
-    search = build_parser().parse_args(fr.search_argv(args, 4000))
-    assert (search.strategy, search.budget, search.epochs, search.factor, search.iterations) == (
-        "hyperband", 4000, 9, 2, 1)
+def test_each_budget_search_is_a_halving_search_command_a_worker_can_join():
+    args = build_parser().parse_args(["frontier", "--budgets", "4000", "--candidates", "30", "--rungs", "2", "9",
+                                      "--factor", "2", "--top-seeds", "3", "--floor", "0.7", "--dir", "t/f"])
+    argv = fr.search_argv(args, 4000)
+    search = build_parser().parse_args(argv)
+    assert (search.strategy, search.budget, search.candidates, search.rungs, search.factor, search.top_seeds) == (
+        "halving", 4000, 30, [2, 9], 2, 3)
     assert (search.floor, search.dir, search.no_retrain, search.quick) == (0.7, "t/f/budget4000", True, False)
+    # What the frontier hands to the search is what the parsed command says, so the folder it
+    # claims is the one `python -m tuner <argv>` resumes.
+    namespace = fr.search_namespace(args, 4000)
+    assert workflow.search_settings(namespace) == workflow.search_settings(search)
+    assert namespace.argv == argv
 
 
 def fake_search(budget, config, val=0.99):
@@ -123,7 +129,7 @@ def test_frontier_retrains_each_best_on_every_seed_and_writes_the_front(tmp_path
     configs = {3000: ModelConfig(transition1=4, patterns=(8, 8), transition2=4, object=(8, 12), budget=3000),
                5000: small}
     searched, retrained = [], []
-    monkeypatch.setattr(tuner_cli, "searched",
+    monkeypatch.setattr(workflow, "searched",
                         lambda a: searched.append(a.budget) or fake_search(a.budget, configs[a.budget]))
 
     def fake_retrain(config, recipe, run, quick, summary):
@@ -131,9 +137,9 @@ def test_frontier_retrains_each_best_on_every_seed_and_writes_the_front(tmp_path
         budget = int(summary["search_dir"].removeprefix("tuning/frontier/budget"))
         return fake_metrics(config, accuracies[budget][recipe.seed])
 
-    monkeypatch.setattr(tuner_cli, "retrain", fake_retrain)
+    monkeypatch.setattr(workflow, "retrain", fake_retrain)
     default_runs = histories(tmp_path / "seeds", [0.9949, 0.9941, 0.9939])
-    argv = ["frontier", "--budgets", "5000", "3000", "--dir", "tuning/frontier", "--out", str(tmp_path),
+    argv = ["frontier", "--budgets", "5000", "3000", "--seeds", "3", "--dir", "tuning/frontier", "--out", str(tmp_path),
             "--default-runs", str(default_runs)]
     args = build_parser().parse_args(argv)
     args.argv = argv
@@ -190,10 +196,10 @@ def test_frontier_row_holds_only_when_every_seed_reaches_the_bar():
 
 
 def test_frontier_refuses_a_budget_under_the_smallest_model_before_searching(cli, tmp_path):
-    result = cli("frontier", "--budgets", "5000", "1500", "--dir", tmp_path / "f", module="tuner")
+    result = cli("frontier", "--budgets", "5000", "800", "--dir", tmp_path / "f", module="tuner")
     assert result.returncode == 2
     assert last_line(result.stderr) == (
-        "error: budget 1,500 is below the smallest model of the search space (1,922 parameters)")
+        "error: budget 800 is below the smallest model of the search space (846 parameters)")
     assert not (tmp_path / "f").exists()
 
 
@@ -205,8 +211,8 @@ def test_the_best_trial_is_the_same_in_any_order_ties_going_to_the_smaller_model
         {"trial": "0007", "epochs": 6, "val_accuracy": 0.9786, "parameters": 3500},
         {"trial": "0008", "epochs": 6, "val_accuracy": 0.9832, "parameters": 3766},
     ]
-    assert tuner_cli.best_row(rows)["trial"] == "0005"
-    assert tuner_cli.best_row(rows[::-1])["trial"] == "0005"
+    assert workflow.best_row(rows)["trial"] == "0005"
+    assert workflow.best_row(rows[::-1])["trial"] == "0005"
 
 
 def test_the_trials_plot_is_the_same_in_any_order_and_marks_best_row(tmp_path):
@@ -217,7 +223,7 @@ def test_the_trials_plot_is_the_same_in_any_order_and_marks_best_row(tmp_path):
             {"trial": "0001", "epochs": 1, "val_accuracy": 0.0986328125, "parameters": 5506}]
     pictures = []
     for i, order in enumerate((rows, rows[::-1])):
-        plot_trials(order, 6000, tmp_path / f"{i}.png", tuner_cli.best_row(order))
+        plot_trials(order, 6000, tmp_path / f"{i}.png", workflow.best_row(order))
         pictures.append((tmp_path / f"{i}.png").read_bytes())
     plot_trials(rows, 6000, tmp_path / "other.png", rows[0])  # the other trial marked instead
     assert pictures[0] == pictures[1] != (tmp_path / "other.png").read_bytes()
@@ -229,7 +235,96 @@ def test_a_finished_seed_run_of_another_config_is_refused_not_reported(tmp_path)
     metrics = {"final_test_accuracy": 0.9903, "config": json.loads(json.dumps(ModelConfig().to_dict()))}
     (run / "metrics.json").write_text(json.dumps(metrics))
     summary = fake_search(8000, ModelConfig())
-    assert tuner_cli.retrain(ModelConfig(), Recipe(), run, False, summary) == metrics
+    assert workflow.retrain(ModelConfig(), Recipe(), run, False, summary) == metrics
     other = ModelConfig(transition1=6, patterns=(8, 10), transition2=6, object=(12, 12))
     with pytest.raises(UsageError, match=rf"^{run} holds a finished run of another config than the best trial "):
-        tuner_cli.retrain(other, Recipe(), run, False, summary)
+        workflow.retrain(other, Recipe(), run, False, summary)
+
+
+def finish(oracle, trial, score, status="COMPLETED"):
+    """Ends a trial through the oracle's public API with a fake score, as a worker would."""
+    if status == "COMPLETED":
+        oracle.update_trial(trial.trial_id, {"val_accuracy": score,
+                                             "parameters": search_space.parameter_count(trial.hyperparameters.values)})
+    trial.status = status
+    oracle.end_trial(trial)
+
+
+def halving(tmp_path, budget=3000):
+    # 6 candidates of 1 epoch, the best 3 for 2 epochs, the best one for 4 epochs on 2 seeds:
+    # 6 + 3 + 1 * 2 = 11 trials.
+    return make_tuner(budget, None, Recipe(epochs=4), tmp_path, floor=0.8, strategy="halving",
+                      candidates=6, rungs=(1, 2, 4), factor=2, top_seeds=2)
+
+
+def test_halving_promotes_the_best_of_each_finished_rung_within_the_budget(tmp_path):
+    oracle = halving(tmp_path).oracle
+    assert (oracle.sizes, oracle.max_trials) == ([6, 3, 1], 11)
+    first = [oracle.create_trial(f"tuner{i}") for i in range(6)]
+    assert [t.status for t in first] == ["RUNNING"] * 6
+    counts = [search_space.parameter_count(t.hyperparameters.values) for t in first]
+    assert all(2400 <= c <= 3000 for c in counts), counts  # the wider space mostly lies over 3,000
+    assert oracle.rejected > 6
+    assert {(t.hyperparameters.values["tuner/rung"], t.hyperparameters.values["tuner/epochs"]) for t in first} == {
+        (0, 1)}
+    assert oracle.create_trial("tuner6").status == "IDLE"  # rung 1 waits for all of rung 0
+    scores = [0.90, 0.95, 0.97, 0.91, 0.96, 0.99]
+    for trial, score in zip(first[:5], scores):
+        finish(oracle, trial, score)
+    assert oracle.create_trial("tuner6").status == "IDLE"
+    finish(oracle, first[5], None, status="FAILED")  # the best score would have been its: never promoted
+
+    second = [oracle.create_trial(f"tuner{i}") for i in range(3)]
+    ids = [t.hyperparameters.values["tuner/candidate"] for t in second]
+    assert ids == [first[2].trial_id, first[4].trial_id, first[1].trial_id]  # 0.97, 0.96, 0.95
+    declared = [hp.name for hp in oracle.hyperparameters.space if not hp.name.startswith("tuner/")]
+    for trial, source in zip(second, (first[2], first[4], first[1])):
+        assert [trial.hyperparameters.values[n] for n in declared] == [
+            source.hyperparameters.values[n] for n in declared]
+        assert (trial.hyperparameters.values["tuner/rung"], trial.hyperparameters.values["tuner/epochs"]) == (1, 2)
+    for trial, score in zip(second, (0.980, 0.985, 0.975)):
+        finish(oracle, trial, score)
+
+    top = [oracle.create_trial(f"tuner{i}") for i in range(3)]
+    assert [t.status for t in top] == ["RUNNING", "RUNNING", "STOPPED"]  # all 11 planned trials are out
+    assert [(t.hyperparameters.values["tuner/candidate"], t.hyperparameters.values["tuner/seed"],
+             t.hyperparameters.values["tuner/epochs"]) for t in top[:2]] == [
+        (first[4].trial_id, 0, 4), (first[4].trial_id, 1, 4)]
+    for trial in top[:2]:
+        finish(oracle, trial, 0.99)
+    assert oracle.create_trial("tuner9").status == "STOPPED"
+    assert len(oracle.trials) == 11
+
+
+def test_a_reloaded_halving_search_forms_the_same_rungs(tmp_path):
+    tuner = halving(tmp_path)
+    oracle = tuner.oracle
+    first = [oracle.create_trial(f"tuner{i}") for i in range(6)]
+    for trial, score in zip(first, (0.90, 0.95, 0.97, 0.91, 0.96, 0.93)):
+        finish(oracle, trial, score)
+    tuner.save()  # what the tuner writes after each trial: a search killed now reloads from it
+    again = halving(tmp_path).oracle
+    assert len(again.trials) == 6
+    promoted = [again.create_trial(f"tuner{i}").hyperparameters.values["tuner/candidate"] for i in range(3)]
+    assert promoted == [first[2].trial_id, first[4].trial_id, first[1].trial_id]
+
+
+def test_the_top_rung_ranks_candidates_on_the_mean_of_their_seeds():
+    rows = [
+        {"trial": "0010", "epochs": 20, "val_accuracy": 0.9935, "parameters": 4500, "candidate": "0002", "seed": 0},
+        {"trial": "0011", "epochs": 20, "val_accuracy": 0.9905, "parameters": 4500, "candidate": "0002", "seed": 1},
+        {"trial": "0012", "epochs": 20, "val_accuracy": 0.9925, "parameters": 4900, "candidate": "0004", "seed": 0},
+        {"trial": "0013", "epochs": 20, "val_accuracy": 0.9921, "parameters": 4900, "candidate": "0004", "seed": 1},
+        {"trial": "0007", "epochs": 4, "val_accuracy": 0.9950, "parameters": 3000, "candidate": "0007", "seed": 0},
+    ]
+    best = workflow.best_row(rows)
+    # 0002's best seed is the best single score, but its mean (99.20%) is under 0004's (99.23%).
+    assert (best["trial"], best["candidate"], best["val_accuracies"]) == ("0012", "0004", [0.9925, 0.9921])
+    assert best["val_accuracy"] == pytest.approx(0.9923)
+
+
+def test_halving_rungs_must_grow(cli, tmp_path):
+    result = cli("search", "--strategy", "halving", "--rungs", "1", "4", "4", "--dir", tmp_path / "s", module="tuner")
+    assert result.returncode == 2
+    assert last_line(result.stderr) == "error: --rungs must grow longer rung by rung, got 1 4 4"
+    assert not (tmp_path / "s").exists()

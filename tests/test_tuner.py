@@ -31,10 +31,11 @@ def test_empty_hyperparameters_resolve_to_the_default_config():
 
 
 def test_smallest_model_of_the_space():
-    # Every filter count at its least: no edges_conv2, transition1 4, patterns (6, 8),
-    # transition2 4, object (8, 8); convs 72+32+216+432+32+288+576 = 1,648,
-    # BN 4*(8+4+6+8+4+8+8) = 184, head 8*10+10 = 90: 1,922 in total.
-    assert search_space.parameter_count(search_space.smallest_values()) == 1922
+    # Every block at its least: stem 4, no edges convolutions, no 1x1 transitions, patterns
+    # (6), object (8). Convolutions have no bias; BatchNorm holds 4 numbers per channel:
+    # stem 3*3*1*4 + 4*4 = 52, patterns 3*3*4*6 + 4*6 = 240, object 3*3*6*8 + 4*8 = 464,
+    # head 8*10 + 10 = 90: 846 in total.
+    assert search_space.parameter_count(search_space.smallest_values()) == 846
 
 
 def declared_oracle(budget, seed=0, floor=0.0):
@@ -135,8 +136,8 @@ def test_search_stopped_after_first_trial_resumes_without_rerunning_it(tmp_path,
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--budget", "1900"],
-         "error: budget 1,900 is below the smallest model of the search space (1,922 parameters)"),
+        (["--budget", "800"],
+         "error: budget 800 is below the smallest model of the search space (846 parameters)"),
         (["--trials", "0"], "error: argument --trials: must be a positive whole number, got 0"),
         (["--epochs", "-1"], "error: argument --epochs: must be a positive whole number, got -1"),
         (["--floor", "1"], "error: argument --floor: must be at least 0 and below 1, got 1.0"),

@@ -4,28 +4,17 @@ Runs alone, or as KerasTuner's chief or worker when KERASTUNER_TUNER_ID,
 KERASTUNER_ORACLE_IP and KERASTUNER_ORACLE_PORT are set (the chief serves the oracle and
 writes the report; workers run trials).
 
-A search folder remembers what it searches (`search_config.json`: budget, floor, epochs,
-seed, data slices and the search space) and refuses a command that asks for another; each
-role holds a lock in it, so the same role cannot run twice on one folder. Rerunning a
-finished search reprints its report and changes no file.
+What a command does lives in `tuner.workflow` (a search and its retraining) and
+`tuner.frontier` (searches over several budgets); this module parses and dispatches.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
 import sys
-from pathlib import Path
 
 from app.cli import Parser, add_verbose, fraction, positive_int
-from app.errors import DamagedStateError, Refused, UsageError, command_line, handle
+from app.errors import command_line, handle
 from tuner.frontier import FRONTIER_BUDGETS
-
-# The settings a search folder is tied to (--trials may grow between runs), and the value a
-# folder written before a setting existed stands for.
-TIED = {"budget": None, "floor": None, "epochs": None, "seed": None, "quick": None, "space": None,
-        "strategy": "random", "factor": 3, "iterations": 1}
 
 
 def build_parser() -> Parser:
@@ -43,25 +32,27 @@ def build_parser() -> Parser:
     search.add_argument("--no-retrain", action="store_true", help="stop after the search and report")
     search.add_argument("--dir", default="tuning", help="search state and report folder (default tuning/)")
     search.add_argument("--seed", type=int, default=0, help="seeds sampling and training (default 0)")
-    search.add_argument("--strategy", choices=("random", "hyperband"), default="random",
+    search.add_argument("--strategy", choices=("random", "hyperband", "halving"), default="random",
                         help="random: every trial trains --epochs; hyperband: most trials train a few "
-                             "epochs and the best of each round train longer, up to --epochs (default random)")
+                             "epochs and the best of each round train longer, up to --epochs; halving: "
+                             "--candidates short trials, the best promoted rung by rung (--rungs) (default random)")
     add_hyperband(search)
+    add_halving(search)
     search.add_argument("--quick", action="store_true", help="small slices of the train split: a smoke test")
     add_verbose(search)
 
     frontier = commands.add_parser(
-        "frontier", help="Hyperband searches over several budgets, the best of each retrained on seeds")
+        "frontier", help="halving searches over several budgets, the best of each retrained on seeds")
     frontier.add_argument("--budgets", type=positive_int, nargs="+", default=list(FRONTIER_BUDGETS),
                           help="parameter budgets, one search each (default "
                                + " ".join(map(str, FRONTIER_BUDGETS)) + ")")
-    frontier.add_argument("--seeds", type=positive_int, default=3,
-                          help="retrain each budget's best on seeds 0..N-1 (default 3)")
+    frontier.add_argument("--seeds", type=positive_int, default=5,
+                          help="retrain each budget's best on seeds 0..N-1 (default 5)")
     frontier.add_argument("--floor", type=fraction, default=0.8,
                           help="skip candidates under this fraction of each budget (default 0.8)")
-    frontier.add_argument("--epochs", type=positive_int, default=6,
-                          help="the longest training of a search trial (default 6)")
-    add_hyperband(frontier)
+    frontier.add_argument("--factor", type=positive_int, default=6,
+                          help="keep the best 1/N of each rung (default 6)")
+    add_halving(frontier)
     frontier.add_argument("--retrain-epochs", type=positive_int, default=None,
                           help="epochs of the retraining (default: the recipe's)")
     frontier.add_argument("--dir", default="tuning/frontier",
@@ -83,236 +74,14 @@ def add_hyperband(parser) -> None:
                         help="hyperband: sweeps over all of its brackets (default 1)")
 
 
-def search_settings(args) -> dict:
-    """What the search folder is tied to, as JSON-ready values."""
-    import keras_tuner as kt
-
-    from tuner.space import declare
-
-    space = kt.HyperParameters()
-    declare(space)
-    return {
-        "budget": args.budget, "floor": args.floor, "epochs": args.epochs, "seed": args.seed,
-        "quick": args.quick, "space": [hp.get_config() for hp in space.space],
-        "strategy": args.strategy, "factor": args.factor, "iterations": args.iterations,
-    }
-
-
-def claim_folder(out: Path, settings: dict, command: str) -> None:
-    """Writes `search_config.json` on the first run; later runs must ask for the same search.
-
-    Raises:
-        UsageError: when the folder holds a search with other settings.
-        DamagedStateError: when its `search_config.json` cannot be read.
-    """
-    from app.files import write_json
-
-    path = out / "search_config.json"
-    if not path.exists():
-        write_json(path, {**settings, "command": command})
-        return
-    try:
-        before = json.loads(path.read_text())
-    except ValueError:
-        raise DamagedStateError(f"{path} is damaged; remove {out} to search again from the start") from None
-    for key, missing in TIED.items():
-        if before.get(key, missing) != settings[key]:
-            shown = "the search space" if key == "space" else f"--{key} {before.get(key, missing)}"
-            raise UsageError(
-                f"{out} holds a search with {shown} ({before.get('command')}); "
-                "rerun that command to resume it, or choose another --dir")
-
-
-def search(args) -> int:
-    """`python -m tuner search`: the search, its report, then the best config retrained."""
-    from app.config import ModelConfig
-    from app.files import write_json
-
-    check_budget(args.budget)  # arithmetic: refused at once, before TensorFlow's import
-    start_tensorflow(args)
-    summary = searched(args)
-    if summary is None or args.no_retrain:
-        return 0
-    out = Path(args.dir)
-    config = ModelConfig.from_dict(summary["best_config"])
-    metrics = retrain(config, retrain_recipe(summary, args.seed, args.retrain_epochs), out / "best",
-                      args.quick, summary)
-    summary["retrained"] = {
-        "run": str(out / "best"),
-        "parameters": metrics["parameters"]["total"],
-        "epochs": metrics["epochs"],
-        "final_test_accuracy": metrics["final_test_accuracy"],
-    }
-    write_json(out / "search.json", summary)
-    print(f"retrained best config on the full train split: {metrics['parameters']['total']:,} parameters, "
-          f"final test accuracy {100 * metrics['final_test_accuracy']:.2f}% after {metrics['epochs']} epochs "
-          f"(export with: make export RUN={out / 'best'})")
-    return 0
-
-
-def start_tensorflow(args) -> None:
-    """Imports TensorFlow quietly (its C++ log only with --verbose)."""
-    from app.tflog import import_tensorflow
-
-    if args.verbose:
-        os.environ["TINYMNIST_VERBOSE"] = "1"
-    import_tensorflow()
-
-
-def check_budget(budget: int) -> None:
-    """Raises `UsageError` when `budget` is below the smallest model of the search space."""
-    from tuner.space import parameter_count, smallest_values
-
-    smallest = parameter_count(smallest_values())
-    if budget < smallest:
-        raise UsageError(f"budget {budget:,} is below the smallest model of the search space ({smallest:,} parameters)")
-
-
-def searched(args) -> dict | None:
-    """Runs (or resumes) the search in `args.dir` and writes its report.
-
-    Returns:
-        The search's summary (also in `search.json`), or None in a worker (the chief reports).
-
-    Raises:
-        UsageError: a budget under the smallest model, or a folder holding another search.
-        Refused: no trial finished.
-    """
-    from app.files import folder_lock, make_folder
-
-    check_budget(args.budget)
-    out = Path(args.dir)
-    role = os.environ.get("KERASTUNER_TUNER_ID", "tuner0")
-    command = command_line(args.argv, "python -m tuner")
-    make_folder(out, "--dir")
-    with folder_lock(out, f"{role}: {command}", name=f".{role}.lock"):
-        claim_folder(out, search_settings(args), command)
-        return run_search(args, out, role, command)
-
-
-def run_search(args, out: Path, role: str, command: str) -> dict | None:
-    """Runs (or resumes) the search, then reports it and returns its summary."""
-    from app import data
-    from app.config import Recipe
-    from app.files import write_json
-    from app.runfolder import split_names
-    from app.train import one_hot
-    from tuner.report import plot_trials, write_tables
-    from tuner.search import make_tuner, trial_row
-
-    recipe = Recipe(epochs=args.epochs, seed=args.seed)
-    # The objective's validation images are carved from the train split; test is never read.
-    fit_split, val_split = split_names(quick=args.quick, validation=True)
-    train_raw = data.load_split(fit_split)
-    images = int(train_raw.cardinality())
-    train = data.train_pipeline(
-        train_raw, recipe.batch_size, recipe.seed, recipe.shift, recipe.rotation, stroke=recipe.stroke,
-        blur=recipe.blur)
-    validation = data.eval_pipeline(data.load_split(val_split))
-    steps = -(-images // recipe.batch_size)
-    tuner = make_tuner(args.budget, args.trials, recipe, out, seed=args.seed, floor=args.floor,
-                       strategy=args.strategy, factor=args.factor, iterations=args.iterations)
-    plan = (f"{args.trials} trials of {args.epochs} epochs" if args.strategy == "random"
-            else f"Hyperband trials of up to {args.epochs} epochs (factor {args.factor}, "
-                 f"{args.iterations} iteration{'s' if args.iterations > 1 else ''})")
-    print(f"{role}: searching under {args.budget:,} parameters, {plan} on {fit_split}, "
-          f"validating on {val_split}", flush=True)
-    # verbose=0 quiets KerasTuner's own multi-line trial reports; BudgetTuner prints one line.
-    tuner.search(train.map(one_hot), validation.map(one_hot), steps, verbose=0)
-
-    if role.startswith("tuner") and "KERASTUNER_ORACLE_IP" in os.environ:
-        print(f"{role}: no more trials", flush=True)
-        return None  # a worker: the chief reports
-
-    oracle = tuner.oracle
-    rows = [trial_row(t) for t in oracle.trials.values()]
-    write_tables(rows, out)
-    done = [r for r in rows if r["val_accuracy"] is not None]
-    best = best_row(done) if done else None
-    plot_trials(rows, args.budget, out / "val_accuracy_vs_parameters.png", best)
-    if best is None:
-        raise Refused(f"no trial of the search in {out} finished; see the trial lines above")
-    best_trial = oracle.trials[best["trial"]]
-    config = tuner.model_maker.config(best_trial.hyperparameters)
-    best_recipe = tuner.model_maker.trial_recipe(best_trial.hyperparameters)
-    summary = {
-        "budget": args.budget,
-        "strategy": args.strategy,
-        "trials": len(rows),
-        "finished_trials": len(done),
-        "rejected_for_budget": oracle.rejected,
-        "floor": args.floor,
-        "skipped_under_floor": oracle.under_floor,
-        "largest_trained_parameters": max(r["parameters"] for r in done),
-        "trial_epochs": sum(r["epochs"] for r in done),
-        "trial_seconds": round(sum(r["seconds"] for r in done), 1),
-        "best_trial": best,
-        "best_config": config.to_dict(),
-        "best_max_lr": best_recipe.max_lr,
-        "command": command,
-        "search_dir": str(out),
-    }
-    print(f"search done: {len(done)} trials trained ({summary['trial_epochs']} epochs, "
-          f"{summary['trial_seconds']:.0f} s), {oracle.rejected} candidates rejected for the "
-          f"budget, {oracle.under_floor} under the floor, largest trained model "
-          f"{summary['largest_trained_parameters']:,} parameters; best trial {best['trial']}: "
-          f"{best['parameters']:,} params, val_accuracy {100 * best['val_accuracy']:.2f}% "
-          f"after {best['epochs']} epochs", flush=True)
-    write_json(out / "best_config.json", config.to_dict())
-    write_json(out / "search.json", summary)
-    return summary
-
-
-def retrain_recipe(summary: dict, seed: int, epochs: int | None = None):
-    """The full recipe with the search's best peak learning rate, for one seed.
-
-    Args:
-        summary: the search's summary (`searched`).
-        seed: the seed of the retraining.
-        epochs: the retraining's epochs; None keeps the recipe's.
-    """
-    from app.config import Recipe
-
-    recipe = dataclasses.replace(Recipe(seed=seed), max_lr=summary["best_max_lr"])
-    return dataclasses.replace(recipe, epochs=epochs) if epochs else recipe
-
-
-def best_row(done: list[dict]) -> dict:
-    """The best finished trial: highest `val_accuracy` among the longest-trained trials.
-
-    Hyperband scores come from trainings of different lengths, so only the longest compete. A tie
-    goes to the smaller model, then to the earlier trial, so a reloaded search (whose trials come
-    back in another order) names the same best.
-    """
-    longest = max(r["epochs"] for r in done)
-    return min((r for r in done if r["epochs"] == longest),
-               key=lambda r: (-r["val_accuracy"], r["parameters"], r["trial"]))
-
-
-def retrain(config, recipe, run: Path, quick: bool, summary: dict) -> dict:
-    """Retrains a search's best configuration into `run`, or reads it when already finished.
-
-    Args:
-        config: the best trial's `ModelConfig`.
-        recipe: the full recipe, with the trial's learning rate and the run's seed.
-        run: the run folder (an unfinished one resumes).
-        quick: small slices of the splits (a smoke test).
-        summary: the search's summary (`searched`), for the run's provenance.
-    """
-    from app.files import read_json
-    from app.runfolder import RunFolderError
-    from app.train import train
-
-    trial, command = summary["best_trial"]["trial"], summary["command"]
-    if (run / "metrics.json").exists():
-        metrics = read_json(str(run / "metrics.json"), "metrics")
-        if metrics.get("config") != config.to_dict():
-            raise RunFolderError(f"{run} holds a finished run of another config than the best trial {trial}; "
-                                 "move it away to retrain that trial")
-        return metrics
-    origin = {"kind": "search", "search_command": command, "search_dir": summary["search_dir"], "trial": trial}
-    retrain_command = f"{command}  # retraining trial {trial} with seed {recipe.seed} into {run}"
-    return train(config, recipe, out=run, quick=quick, command=retrain_command, origin=origin)
+def add_halving(parser) -> None:
+    parser.add_argument("--candidates", type=positive_int, default=100,
+                        help="halving: fresh candidates of the first rung (default 100)")
+    parser.add_argument("--rungs", type=positive_int, nargs="+", default=[1, 4, 20],
+                        help="halving: epochs of each rung, shortest first; the last is the full "
+                             "training (default 1 4 20)")
+    parser.add_argument("--top-seeds", type=positive_int, default=2,
+                        help="halving: seeds of each top-rung candidate, ranked on their mean (default 2)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -322,12 +91,14 @@ def main(argv: list[str] | None = None) -> int:
     def command(argv):
         args = build_parser().parse_args(argv)
         args.argv = argv
+        from tuner import workflow
+
         if args.command == "frontier":
             from tuner.frontier import frontier
 
-            check_budget(min(args.budgets))  # arithmetic: refused at once, before TensorFlow's import
-            start_tensorflow(args)
+            workflow.check_budget(min(args.budgets))  # arithmetic: refused at once, before TensorFlow's import
+            workflow.start_tensorflow(args)
             return frontier(args)
-        return search(args)
+        return workflow.search(args)
 
     return handle(command, argv, resume_hint=command_line(argv, "python -m tuner"))

@@ -1,6 +1,6 @@
 """`python -m tuner frontier`: the smallest model that holds 99.40%, budget by budget.
 
-For each parameter budget, a Hyperband search (`tuner.search.BudgetHyperbandOracle`, scored
+For each parameter budget, a halving search (`tuner.search.BudgetHalvingOracle`, scored
 on the validation images carved from the train split) picks its best configuration; that
 configuration is retrained with the full recipe on seeds 0..N-1 and scored on the test set
 once, at its final epoch. The front (total parameters against final test accuracy, min-max
@@ -20,7 +20,7 @@ from pathlib import Path
 
 from app.results import BAR, seeds_held
 
-FRONTIER_BUDGETS = (3000, 4000, 5000, 6000, 8000)
+FRONTIER_BUDGETS = (3000, 4000, 5000, 6000, 7000, 8000)
 
 # Drawn beside the front. Published tiny MNIST CNNs of this family count trainable weights
 # only and report their best epoch on the test set, so they sit a little high against a
@@ -29,14 +29,26 @@ REFERENCES = {
     "seed reference": {"parameters": 8000, "accuracy": (99.40, 99.40)},
     "published (trainable weights, best epoch)": {"parameters": (5900, 8500), "accuracy": (99.40, 99.49)},
 }
+# Public single-seed runs of smaller models (last epoch, test split guiding their design),
+# as (total parameters counted as Keras counts them, test accuracy).
+SINGLE_SEED_REFERENCES = ((3822, 99.52), (4838, 99.41))
 
 
 def search_argv(args: argparse.Namespace, budget: int) -> list[str]:
     """The `python -m tuner search` arguments of one budget's search (workers can join it)."""
-    argv = ["search", "--strategy", "hyperband", "--budget", str(budget), "--epochs", str(args.epochs),
-            "--factor", str(args.factor), "--iterations", str(args.iterations), "--floor", str(args.floor),
-            "--dir", str(budget_dir(args.dir, budget)), "--no-retrain"]
+    argv = ["search", "--strategy", "halving", "--budget", str(budget), "--candidates", str(args.candidates),
+            "--rungs", *map(str, args.rungs), "--factor", str(args.factor), "--top-seeds", str(args.top_seeds),
+            "--floor", str(args.floor), "--dir", str(budget_dir(args.dir, budget)), "--no-retrain"]
     return argv + (["--quick"] if args.quick else [])
+
+
+def search_namespace(args: argparse.Namespace, budget: int) -> argparse.Namespace:
+    """The parsed `search_argv`: what `tuner.workflow.searched` reads of one budget's search."""
+    return argparse.Namespace(
+        command="search", strategy="halving", budget=budget, candidates=args.candidates, rungs=list(args.rungs),
+        factor=args.factor, top_seeds=args.top_seeds, floor=args.floor, dir=str(budget_dir(args.dir, budget)),
+        no_retrain=True, quick=args.quick, verbose=args.verbose, seed=0, trials=None, epochs=args.rungs[-1],
+        iterations=1, retrain_epochs=None, argv=search_argv(args, budget))
 
 
 def budget_dir(root: str | Path, budget: int) -> Path:
@@ -51,15 +63,13 @@ def frontier(args: argparse.Namespace) -> int:
         args: the parsed `python -m tuner frontier` arguments.
     """
     from app.config import ModelConfig
-    from tuner.cli import build_parser, check_budget, retrain, retrain_recipe, searched
+    from tuner.workflow import check_budget, check_rungs, retrain, retrain_recipe, searched
 
     check_budget(min(args.budgets))  # refused before any search, not after the first ones
+    check_rungs(args.rungs)
     rows = []
     for budget in args.budgets:
-        argv = search_argv(args, budget)
-        search_args = build_parser().parse_args(argv)
-        search_args.argv = argv
-        summary = searched(search_args)
+        summary = searched(search_namespace(args, budget))
         if summary is None:
             return 0  # a worker: the chief retrains and reports
         config = ModelConfig.from_dict(summary["best_config"])
@@ -88,11 +98,18 @@ def frontier(args: argparse.Namespace) -> int:
 
 
 def layout(config: dict) -> str:
-    """A short name of a config's filter counts, e.g. `8-t10-14/16-t10-16/16`."""
-    edges = f"{config['stem']}/{config['edges']}" if config["edges"] else str(config["stem"])
-    patterns, obj = config["patterns"], config["object"]
-    return (f"{edges}-t{config['transition1']}-{patterns[0]}/{patterns[1]}"
-            f"-t{config['transition2']}-{obj[0]}/{obj[1]}")
+    """A short name of a config's filter counts, e.g. `8-t10-14/16-t10-16/16`.
+
+    Each block's 3x3 convolutions are joined by `/` (the stem opens block 1), a transition
+    is `tN`, and a transition of 0 filters is left out: `4/4/4-8/8/8-8/8/8`.
+    """
+    from app.config import ModelConfig
+
+    c = ModelConfig.from_dict({**config, "budget": 10**9})
+    join = lambda filters: "/".join(map(str, filters))  # noqa: E731
+    parts = [join((c.stem, *c.edges)), f"t{c.transition1}" if c.transition1 else None, join(c.patterns),
+             f"t{c.transition2}" if c.transition2 else None, join(c.object)]
+    return "-".join(p for p in parts if p)
 
 
 def spread(finals: list[float]) -> dict:
@@ -182,7 +199,7 @@ def markdown(rows: list[dict], command: str, default: dict | None = None) -> str
     seeds = rows[0]["seeds"]
     lines = [
         f"`{command}`", "",
-        f"Each budget: a Hyperband search on 50,000 train images, scored on the 10,000 validation "
+        f"Each budget: a halving search on 50,000 train images, scored on the 10,000 validation "
         f"images carved from the train split; its best trial retrained with the full recipe on "
         f"seeds 0-{seeds - 1} and scored once on the 10,000 test images at the final epoch.", "",
         "| budget | parameters (trainable) | layout | dropout | max lr | search trial (val) "
@@ -235,6 +252,8 @@ def plot_front(rows: list[dict], path: Path, default: dict | None = None) -> Non
     seed_ref = REFERENCES["seed reference"]
     ax.scatter([seed_ref["parameters"]], [seed_ref["accuracy"][0]], marker="s", color="tab:gray",
                label="seed reference (~8K)", zorder=3)
+    ax.scatter(*zip(*SINGLE_SEED_REFERENCES), marker="D", color="tab:purple", zorder=3,
+               label="public single-seed runs (3,822 and 4,838)")
     ax.errorbar(x, mean, yerr=[low, high], fmt="o-", color="tab:blue", capsize=4, zorder=4,
                 label=f"this front: mean, min-max over {rows[0]['seeds']} seeds")
     if default:

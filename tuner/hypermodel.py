@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import time
 
+import keras
 import keras_tuner as kt
 
 from app.config import ModelConfig, Recipe
@@ -38,12 +39,20 @@ class TinyHyperModel(kt.HyperModel):
         return config_from_values(hp.values, self.budget)
 
     def trial_recipe(self, hp: kt.HyperParameters) -> Recipe:
-        """The recipe of `hp`'s values; a Hyperband round sets its length (`tuner/epochs`)."""
+        """The recipe of `hp`'s values.
+
+        A Hyperband round or a halving rung sets its length (`tuner/epochs`); a halving
+        search's top rung trains each candidate on several seeds (`tuner/seed`, added to
+        the search's own seed).
+        """
         declare(hp)
         epochs = hp.values.get("tuner/epochs", self.recipe.epochs)
-        return dataclasses.replace(self.recipe, max_lr=hp.get("max_lr"), epochs=epochs)
+        seed = self.recipe.seed + hp.values.get("tuner/seed", 0)
+        return dataclasses.replace(self.recipe, max_lr=hp.get("max_lr"), epochs=epochs, seed=seed)
 
     def build(self, hp):
+        # The trial's seed draws its weights and Dropout, so a rerun trial trains the same model.
+        keras.utils.set_random_seed(self.trial_recipe(hp).seed)
         # Raises for an over-budget config. `fit` compiles: the schedule needs the step count.
         return build_model(self.config(hp))
 

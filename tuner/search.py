@@ -116,6 +116,102 @@ class BudgetHyperbandOracle(BudgetMixin, kt.oracles.HyperbandOracle):
         return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
 
 
+class BudgetHalvingOracle(BudgetMixin, kt.oracles.RandomSearchOracle):
+    """Successive halving within a parameter budget: many short trials, a few full ones.
+
+    Rung 0 trains `candidates` fresh draws (each fits the budget and the floor, as in
+    `BudgetRandomSearchOracle`) for `rungs[0]` epochs; each later rung retrains, from
+    scratch, the best 1/`factor` of the rung before for `rungs[i]` epochs. The top rung
+    trains each of its candidates on `top_seeds` seeds, and a candidate's score there is
+    the mean over them: at 99.4% one seed's noise (about +-0.05 points) would otherwise
+    pick the winner. Rungs are formed from the finished trials alone (their values carry
+    `tuner/rung`, `tuner/candidate` and `tuner/seed`), so a search resumed after a kill
+    forms the same rungs; a rung waits (IDLE) while its trials still run on other workers.
+
+    Args:
+        budget: see `BudgetMixin`.
+        floor: see `BudgetMixin`.
+        candidates: how many fresh candidates rung 0 trains.
+        rungs: the epochs of each rung, shortest first; the last is the full training.
+        factor: each rung keeps the best 1/factor of the one before (at least one).
+        top_seeds: seeds of each top-rung candidate.
+        **kwargs: passed to `keras_tuner.oracles.RandomSearchOracle` (not `max_trials`:
+            the plan sets it).
+    """
+
+    def __init__(self, budget: int, floor: float = 0.0, candidates: int = 100, rungs=(1, 3, 7, 20),
+                 factor: int = 3, top_seeds: int = 2, **kwargs):
+        self.sizes = halving_sizes(candidates, len(rungs), factor)
+        self.rungs, self.top_seeds = tuple(rungs), top_seeds
+        super().__init__(budget=budget, floor=floor, max_trials=planned_trials(self.sizes, top_seeds), **kwargs)
+
+    def populate_space(self, trial_id):
+        done = lambda t: t.status in ("COMPLETED", "FAILED", "INVALID")  # noqa: E731
+        by_rung = [[t for t in self.trials.values() if t.hyperparameters.values.get("tuner/rung") == r]
+                   for r in range(len(self.rungs))]
+        if len(by_rung[0]) < self.sizes[0]:
+            return self.draw(trial_id)
+        for rung in range(1, len(self.rungs)):
+            before = by_rung[rung - 1]
+            if not all(done(t) for t in before):
+                return {"status": kt.engine.trial.TrialStatus.IDLE}
+            seeds = self.top_seeds if rung == len(self.rungs) - 1 else 1
+            started = {(t.hyperparameters.values["tuner/candidate"], t.hyperparameters.values["tuner/seed"])
+                       for t in by_rung[rung]}
+            for candidate, values in promoted(before, self.sizes[rung]):
+                for seed in range(seeds):
+                    if (candidate, seed) not in started:
+                        return {"status": kt.engine.trial.TrialStatus.RUNNING,
+                                "values": {**values, "tuner/rung": rung, "tuner/epochs": self.rungs[rung],
+                                           "tuner/candidate": candidate, "tuner/seed": seed}}
+        if not all(done(t) for t in by_rung[-1]):
+            return {"status": kt.engine.trial.TrialStatus.IDLE}
+        return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+
+    def draw(self, trial_id):
+        """A fresh rung-0 candidate within the budget and the floor."""
+        for _ in range(MAX_REDRAWS):
+            response = super().populate_space(trial_id)
+            if response["status"] != kt.engine.trial.TrialStatus.RUNNING:  # the space is exhausted
+                return response
+            if self.fits(response["values"]):
+                values = {**response["values"], "tuner/rung": 0, "tuner/epochs": self.rungs[0],
+                          "tuner/candidate": trial_id, "tuner/seed": 0}
+                return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
+        return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+
+
+def halving_sizes(candidates: int, rungs: int, factor: int) -> list[int]:
+    """How many candidates each rung trains: `candidates`, then 1/factor of the rung before."""
+    sizes = [candidates]
+    for _ in range(rungs - 1):
+        sizes.append(max(1, sizes[-1] // factor))
+    return sizes
+
+
+def planned_trials(sizes: list[int], top_seeds: int) -> int:
+    """The trials a halving search trains: each rung's candidates, the top rung's on each seed."""
+    return sum(sizes[:-1]) + sizes[-1] * top_seeds
+
+
+def promoted(trials, count: int) -> list[tuple[str, dict]]:
+    """The `count` best candidates of a finished rung, as (candidate id, searched values).
+
+    A candidate's score is its mean `val_accuracy` over its trials of the rung (its seeds);
+    ties go to the smaller model, then to the earlier candidate, so a resumed search
+    promotes the same ones. Failed trials have no score and are never promoted.
+    """
+    scores, values = {}, {}
+    for trial in trials:
+        if trial.status != "COMPLETED" or not trial.metrics.exists("val_accuracy"):
+            continue
+        candidate = trial.hyperparameters.values["tuner/candidate"]
+        scores.setdefault(candidate, []).append(trial.metrics.get_last_value("val_accuracy"))
+        values[candidate] = {k: v for k, v in trial.hyperparameters.values.items() if not k.startswith("tuner/")}
+    ranked = sorted(scores, key=lambda c: (-sum(scores[c]) / len(scores[c]), parameter_count(values[c]), c))
+    return [(c, values[c]) for c in ranked[:count]]
+
+
 class BudgetTuner(kt.Tuner):
     """A KerasTuner `Tuner` that trains each trial through the thin HyperModel.
 
@@ -153,6 +249,8 @@ def trial_row(trial) -> dict:
     get = lambda name: metrics.get_last_value(name) if metrics.exists(name) else None  # noqa: E731
     values = trial.hyperparameters.values
     promoted = {"promoted_from": values["tuner/trial_id"]} if "tuner/trial_id" in values else {}
+    if "tuner/candidate" in values:  # a halving search: the rung, the candidate and its seed
+        promoted = {key: values[f"tuner/{key}"] for key in ("rung", "candidate", "seed")}
     return {
         "trial": trial.trial_id,
         "status": trial.status,
@@ -178,7 +276,8 @@ def trial_line(trial) -> str:
 
 
 def make_tuner(budget, trials, recipe, directory, project="search", seed=0, floor=0.0,
-               strategy="random", factor=3, iterations=1) -> BudgetTuner:
+               strategy="random", factor=3, iterations=1, candidates=100, rungs=(1, 3, 7, 20),
+               top_seeds=2) -> BudgetTuner:
     """Builds (or reloads, with KerasTuner's `overwrite=False`) the budget-aware tuner.
 
     Args:
@@ -191,10 +290,14 @@ def make_tuner(budget, trials, recipe, directory, project="search", seed=0, floo
         project: the project folder name under `directory`.
         seed: seeds the oracle's sampling.
         floor: the least parameters a candidate may have, as a fraction of `budget`.
-        strategy: "random" (every trial trains `recipe.epochs`) or "hyperband".
-        factor: Hyperband's reduction factor: each round keeps about 1/factor of the
-            candidates and trains them factor times longer.
+        strategy: "random" (every trial trains `recipe.epochs`), "hyperband", or "halving"
+            (`BudgetHalvingOracle`: `candidates` short trials, the best promoted rung by rung).
+        factor: Hyperband's or halving's reduction factor: each round keeps about 1/factor
+            of the candidates (Hyperband also trains them factor times longer).
         iterations: how many times Hyperband sweeps all of its brackets.
+        candidates: halving: the fresh candidates of the first rung.
+        rungs: halving: each rung's epochs, the last the full training.
+        top_seeds: halving: seeds of each candidate at the top rung, its score their mean.
     """
     space = kt.HyperParameters()
     declare(space)
@@ -203,10 +306,13 @@ def make_tuner(budget, trials, recipe, directory, project="search", seed=0, floo
     if strategy == "hyperband":
         oracle = BudgetHyperbandOracle(max_epochs=recipe.epochs, factor=factor,
                                        hyperband_iterations=iterations, **common)
+    elif strategy == "halving":
+        oracle = BudgetHalvingOracle(candidates=candidates, rungs=rungs, factor=factor, top_seeds=top_seeds,
+                                     **common)
     elif strategy == "random":
         oracle = BudgetRandomSearchOracle(max_trials=trials, **common)
     else:
-        raise ValueError(f"strategy must be 'random' or 'hyperband', got {strategy!r}")
+        raise ValueError(f"strategy must be 'random', 'hyperband' or 'halving', got {strategy!r}")
     return BudgetTuner(
         TinyHyperModel(budget, recipe),
         oracle=oracle,

@@ -18,17 +18,23 @@ if TYPE_CHECKING:
 DEFAULT_CONFIG = ModelConfig()
 DEFAULT_RECIPE = Recipe()
 
-# name -> (choices, default). The stem stays at 8: the product starts with 8 features.
+# name -> (choices, default). A filter count of 0 removes its layer: blocks hold one to three
+# 3x3 convolutions and each 1x1 transition is optional, so plain stacks of three
+# convolutions a block (no transitions) are in the space beside the shipped design.
 FILTER_CHOICES = {
-    "edges": ([0, 4, 8, 12], DEFAULT_CONFIG.edges),  # 0: no second 28x28 convolution
-    "transition1": ([4, 6, 8, 10, 12], DEFAULT_CONFIG.transition1),
+    "stem": ([4, 6, 8], DEFAULT_CONFIG.stem),
+    "edges2": ([0, 4, 6, 8], 0),  # 0: the stem alone at 28x28
+    "edges3": ([0, 4, 6, 8], 0),
+    "transition1": ([0, 4, 6, 8, 10, 12], DEFAULT_CONFIG.transition1),
     "patterns1": ([6, 8, 10, 12, 14, 16], DEFAULT_CONFIG.patterns[0]),
-    "patterns2": ([8, 10, 12, 16, 20], DEFAULT_CONFIG.patterns[1]),
-    "transition2": ([4, 6, 8, 10, 12], DEFAULT_CONFIG.transition2),
+    "patterns2": ([0, 8, 10, 12, 16, 20], DEFAULT_CONFIG.patterns[1]),
+    "patterns3": ([0, 8, 10, 12, 16], 0),
+    "transition2": ([0, 4, 6, 8, 10, 12], DEFAULT_CONFIG.transition2),
     "object1": ([8, 10, 12, 16, 20], DEFAULT_CONFIG.object[0]),
-    "object2": ([8, 10, 12, 16, 20, 24], DEFAULT_CONFIG.object[1]),
+    "object2": ([0, 8, 10, 12, 16, 20, 24], DEFAULT_CONFIG.object[1]),
+    "object3": ([0, 8, 10, 12, 16], 0),
 }
-DROPOUT_CHOICES = [0.0, 0.05, 0.1]
+DROPOUT_CHOICES = [0.0, 0.01, 0.02, 0.05, 0.1]
 LR_CHOICES = [0.005, 0.01, 0.02, 0.04]
 
 
@@ -49,12 +55,12 @@ def config_from_values(values: dict, budget: int) -> ModelConfig:
     """
     get = lambda name: values.get(name, FILTER_CHOICES[name][1])  # noqa: E731
     return ModelConfig(
-        stem=DEFAULT_CONFIG.stem,
-        edges=get("edges"),
+        stem=get("stem"),
+        edges=(get("edges2"), get("edges3")),
         transition1=get("transition1"),
-        patterns=(get("patterns1"), get("patterns2")),
+        patterns=(get("patterns1"), get("patterns2"), get("patterns3")),
         transition2=get("transition2"),
-        object=(get("object1"), get("object2")),
+        object=(get("object1"), get("object2"), get("object3")),
         dropout=values.get("dropout", DEFAULT_CONFIG.dropout),
         budget=budget,
     )
@@ -66,5 +72,9 @@ def parameter_count(values: dict) -> int:
 
 
 def smallest_values() -> dict:
-    """The values that build the smallest model of the space (every filter count at its least)."""
+    """The values that build the smallest model of the space: every filter count at its least.
+
+    Removing a layer (0) is the least here: the least stem (4 filters) is no wider than the
+    least transition, so no layer then reads more channels than it would otherwise.
+    """
     return {name: min(choices) for name, (choices, _) in FILTER_CHOICES.items()}
