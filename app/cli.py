@@ -108,6 +108,9 @@ def build_parser() -> Parser:
     results.add_argument("--seeds", type=positive_int, default=10, help="seeds 0 to N-1 (default 10)")
     results.add_argument("--out", default=None,
                          help="the table (default results/seeds.md, or results/seeds-fast.md)")
+    results.add_argument("--against", default=None, metavar="ROOT",
+                         help="finished seed runs (ROOT/seedN) whose mean training time this table's "
+                              "is given as a share of, e.g. runs/results for the fast preset")
     add_verbose(results)
 
     realworld = commands.add_parser("realworld", help="score predict on the development set and on MNIST files")
@@ -229,10 +232,14 @@ def run_results(args) -> int:
     preset = None if args.recipe == "default" else args.recipe
     suffix = f"-{preset}" if preset else ""
     root, out = args.root or f"runs/results{suffix}", args.out or f"results/seeds{suffix}.md"
+    against = results.seed_runs(args.against, range(args.seeds)) if args.against else None
+    missing = [str(run) for run in against or [] if not (run / "metrics.json").exists()]
+    if missing:  # refused before training anything: the ratio could not be written after
+        raise UsageError(f"--against {args.against}: no finished run in {', '.join(missing)}")
     import_tensorflow()
     runs = results.seed_runs(root, range(args.seeds))
     results.train_missing(runs, preset)
-    print(results.write(runs, out, command_line(args.argv)), end="")
+    print(results.write(runs, out, command_line(args.argv), against), end="")
     print(f"wrote {out} and {Path(out).with_suffix('')}/seedN/history.csv")
     return 0
 

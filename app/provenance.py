@@ -7,6 +7,7 @@ read it instead of guessing how a model was made.
 from __future__ import annotations
 
 import importlib.metadata
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -24,6 +25,38 @@ def versions() -> dict:
         except importlib.metadata.PackageNotFoundError:
             found[name] = None
     return found
+
+
+# The instruction sets that set a CPU's training speed here (about 4x between AVX2 and AVX-512).
+INSTRUCTION_SETS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile")
+
+
+def machine(cpuinfo: str | Path = "/proc/cpuinfo") -> dict:
+    """The CPU a run trained on: its model name, family and model, instruction sets and cores.
+
+    Seconds are only comparable on one CPU, so every run records it and every table of
+    seconds names it. Without `/proc/cpuinfo` (not Linux) the model is `platform.processor()`.
+    """
+    fields = {}
+    try:
+        for line in Path(cpuinfo).read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    name = fields.get("model name") or platform.processor() or platform.machine()
+    if "cpu family" in fields and "model" in fields:
+        name += f" (family {fields['cpu family']}, model {fields['model']})"
+    flags = set(fields.get("flags", "").split())
+    return {"cpu": name, "instruction_sets": [f for f in INSTRUCTION_SETS if f in flags],
+            "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()}
+
+
+def describe(machine: dict) -> str:
+    """One line naming a `machine()` record, e.g. `AMD EPYC (family 25, model 17), 2 cores, avx2 fma`."""
+    sets = " ".join(machine.get("instruction_sets") or []) or "no AVX2"
+    cores = machine["cores"]
+    return f"{machine['cpu']}, {cores} core{'' if cores == 1 else 's'}, {sets}"
 
 
 def git_commit(root: Path = ROOT) -> str | None:
@@ -55,4 +88,5 @@ def record(command: str, config: dict, recipe: dict, origin: dict | None = None)
         "origin": origin or {"kind": "train"},
         "versions": versions(),
         "git_commit": git_commit(),
+        "machine": machine(),
     }

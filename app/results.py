@@ -89,14 +89,48 @@ def table(runs: list[Path]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(runs: list[Path], out: str | Path, command: str) -> str:
+def machines(runs: list[Path]) -> list[str]:
+    """The CPUs the runs trained on, one line each (`provenance.describe`), in order of first use."""
+    from app.provenance import describe
+
+    named = []
+    for run in runs:
+        record = read_json(str(run / "provenance.json"), "provenance").get("machine")
+        line = describe(record) if record else "not recorded"
+        if line not in named:
+            named.append(line)
+    return named
+
+
+def time_ratio(runs: list[Path], against: list[Path]) -> str:
+    """The runs' mean training time as a share of the `against` runs', when both trained on one CPU."""
+    mean = lambda rs: statistics.fmean(read_json(str(r / "metrics.json"), "metrics")["train_seconds"] for r in rs)  # noqa: E731
+    ours, theirs = mean(runs), mean(against)
+    cpus = machines(runs + against)
+    if len(cpus) != 1 or cpus == ["not recorded"]:
+        return (f"Mean training time {ours:.0f} s against {theirs:.0f} s for {against[0].parent}, "
+                f"not on one recorded CPU ({'; '.join(cpus)}): no ratio.")
+    return (f"Mean training time {ours:.0f} s, **{ours / theirs:.2f}** of the {theirs:.0f} s of "
+            f"{against[0].parent} on the same CPU.")
+
+
+def write(runs: list[Path], out: str | Path, command: str, against: list[Path] | None = None) -> str:
     """Writes the table to `out` (Markdown) and each run's `history.csv` beside it.
+
+    Args:
+        runs: the seed runs of the table.
+        out: the Markdown file.
+        command: the command that wrote it.
+        against: other finished seed runs (the default recipe's) whose mean training time
+            the table's is given as a share of; None for no ratio.
 
     Returns:
         The table.
     """
     out = Path(out)
     report = table(runs)
+    if against:
+        report += "\n" + time_ratio(runs, against) + "\n"
     histories = out.with_suffix("")
     make_folder(histories)
     for run in runs:
@@ -106,6 +140,8 @@ def write(runs: list[Path], out: str | Path, command: str) -> str:
             shutil.copyfile(run / "history.csv", tmp)
     commands = "\n".join(
         f"    {read_json(str(run / 'provenance.json'), 'provenance')['command']}" for run in runs)
-    write_text(out, f"`{command}`\n\nEach seed's run, one after the other on this machine:\n\n{commands}\n\n"
+    cpus = "; ".join(machines(runs))
+    write_text(out, f"`{command}`\n\nTrained on: {cpus}.\n\n"
+                    f"Each seed's run, one after the other on this machine:\n\n{commands}\n\n"
                     f"{report}\nPer-epoch figures: `{histories}/seedN/history.csv`.\n")
     return report

@@ -161,6 +161,32 @@ def test_results_keeps_finished_seeds_and_writes_the_table_and_histories(quick_r
     assert f"    python -m app train --seed 0 --out {out}" in text
     assert "0 of 2 seeds at or above 99.40% final test accuracy" in text
     assert (report.with_suffix("") / "seed1" / "history.csv").read_bytes() == (out / "history.csv").read_bytes()
+    from app.provenance import describe, machine
+
+    assert f"Trained on: {describe(machine())}.\n" in text  # the quick run trained on this machine
+
+    # The fast table's time as a share of the default's: here the same runs, so exactly 1.00.
+    fast = tmp_path / "results" / "seeds-fast.md"
+    assert main(["results", "--root", str(root), "--seeds", "2", "--out", str(fast), "--against", str(root)]) == 0
+    seconds = metrics["train_seconds"]
+    assert (f"Mean training time {seconds:.0f} s, **1.00** of the {seconds:.0f} s of {root} on the same CPU."
+            in fast.read_text())
+    assert main(["results", "--root", str(root), "--seeds", "3", "--out", str(fast), "--against", str(root)]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == (
+        f"error: --against {root}: no finished run in {root / 'seed2'}")
+
+
+def test_the_machine_record_names_the_cpu_and_its_instruction_sets(tmp_path):
+    from app.provenance import describe, machine
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nmodel\t\t: 17\n"
+                    "model name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f avx512bw\n\n"
+                    "processor\t: 1\nmodel name\t: AMD EPYC\n")
+    record = machine(info)
+    assert (record["cpu"], record["instruction_sets"]) == ("AMD EPYC (family 25, model 17)", ["avx2", "fma", "avx512f"])
+    assert describe({**record, "cores": 2}) == "AMD EPYC (family 25, model 17), 2 cores, avx2 fma avx512f"
+    assert describe({"cpu": "x", "cores": 1, "instruction_sets": []}) == "x, 1 core, no AVX2"
 
 
 def test_first_epoch_at_the_bar_counts_from_one():
