@@ -116,7 +116,7 @@ class BudgetHyperbandOracle(BudgetMixin, kt.oracles.HyperbandOracle):
         return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
 
 
-class BudgetHalvingOracle(BudgetMixin, kt.oracles.RandomSearchOracle):
+class BudgetHalvingOracle(BudgetRandomSearchOracle):
     """Successive halving within a parameter budget: many short trials, a few full ones.
 
     Rung 0 trains `candidates` fresh draws (each fits the budget and the floor, as in
@@ -135,8 +135,7 @@ class BudgetHalvingOracle(BudgetMixin, kt.oracles.RandomSearchOracle):
         rungs: the epochs of each rung, shortest first; the last is the full training.
         factor: each rung keeps the best 1/factor of the one before (at least one).
         top_seeds: seeds of each top-rung candidate.
-        **kwargs: passed to `keras_tuner.oracles.RandomSearchOracle` (not `max_trials`:
-            the plan sets it).
+        **kwargs: passed to `BudgetRandomSearchOracle` (not `max_trials`: the plan sets it).
     """
 
     def __init__(self, budget: int, floor: float = 0.0, candidates: int = 100, rungs=(1, 3, 7, 20),
@@ -169,16 +168,13 @@ class BudgetHalvingOracle(BudgetMixin, kt.oracles.RandomSearchOracle):
         return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
 
     def draw(self, trial_id):
-        """A fresh rung-0 candidate within the budget and the floor."""
-        for _ in range(MAX_REDRAWS):
-            response = super().populate_space(trial_id)
-            if response["status"] != kt.engine.trial.TrialStatus.RUNNING:  # the space is exhausted
-                return response
-            if self.fits(response["values"]):
-                values = {**response["values"], "tuner/rung": 0, "tuner/epochs": self.rungs[0],
-                          "tuner/candidate": trial_id, "tuner/seed": 0}
-                return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
-        return {"status": kt.engine.trial.TrialStatus.STOPPED, "values": None}
+        """A fresh rung-0 candidate within the budget and the floor (the random search's draw)."""
+        response = super().populate_space(trial_id)
+        if response["status"] != kt.engine.trial.TrialStatus.RUNNING:
+            return response
+        values = {**response["values"], "tuner/rung": 0, "tuner/epochs": self.rungs[0],
+                  "tuner/candidate": trial_id, "tuner/seed": 0}
+        return {"status": kt.engine.trial.TrialStatus.RUNNING, "values": values}
 
 
 def halving_sizes(candidates: int, rungs: int, factor: int) -> list[int]:
