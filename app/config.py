@@ -23,15 +23,15 @@ MAX_BLOCK_CONVS = 3
 def _filters(name: str, value, least: int) -> tuple[int, ...]:
     """A block's filter counts as a tuple without its zeros (a 0 removes that convolution).
 
-    An int stands for one convolution (0: none), as configs recorded `edges` before it could
-    hold two; a list comes from a JSON round trip.
+    An int stands for one convolution (0: none); a list comes from a JSON round trip. The
+    edges block's stem is its first convolution, so `edges` holds one fewer.
     """
     counts = tuple(value) if isinstance(value, (tuple, list)) else ((value,) if value else ())
     if any(not isinstance(f, int) or f < 0 for f in counts):
         raise ValueError(f"{name} must be filter counts of 0 (none) or more, got {value}")
     counts = tuple(f for f in counts if f)
-    if not least <= len(counts) <= MAX_BLOCK_CONVS - (name == "edges"):
-        most = MAX_BLOCK_CONVS - (name == "edges")
+    most = MAX_BLOCK_CONVS - (name == "edges")
+    if not least <= len(counts) <= most:
         raise ValueError(f"{name} must hold {least} to {most} convolutions, got {value}")
     return counts
 

@@ -139,7 +139,7 @@ def check_same_run(out: Path, record: dict) -> None:
         started = json.loads(path.read_text())
     except ValueError:
         raise DamagedStateError(f"cannot resume {out}, {path} is damaged; rerun with --restart") from None
-    if isinstance(started.get("config"), dict):  # as today's code writes it (edges 0 is [])
+    if isinstance(started.get("config"), dict):  # one model has one form: `edges` 0 and [] alike
         try:
             started["config"] = ModelConfig.from_dict(started["config"]).to_dict()
         except (TypeError, ValueError):
