@@ -20,8 +20,9 @@ ARGS ?=
 BUDGET ?= 5000
 CANDIDATES ?= 100
 TUNE_DIR ?= tuning/budget$(BUDGET)
+READER_RUN ?= runs/reader
 
-.PHONY: install train test export predict results realworld cases bench tune frontier demo screenshot clean
+.PHONY: install train test export reader pictures predict results realworld cases bench tune frontier demo screenshot clean
 
 install: $(STAMP)
 
@@ -42,8 +43,20 @@ $(STAMP): requirements.txt
 train: $(STAMP)
 	$(PY) -m app train --seed $(SEED) --out $(RUN) $(if $(RECIPE),--recipe $(RECIPE)) $(ARGS)
 
+# The classifier's formats, then the reader (its classifier fine-tuned from the new export;
+# the ink net of runs/reader/ is kept), verified on MNIST and the development set.
 export: $(STAMP)
 	$(PY) -m app export --model $(RUN)/model.keras --out exported
+	$(PY) -m app reader --out $(READER_RUN)
+	$(PY) -m app export-reader --run $(READER_RUN) --out exported
+
+# The shipped model's parameter chart and accuracy curve, from exported/metadata.json.
+pictures: $(STAMP)
+	$(PY) -m app pictures --exported exported --out results
+
+# The reader's ink net and classifier, trained on rendered pictures (resumable).
+reader: $(STAMP)
+	$(PY) -m app reader --out $(READER_RUN) $(ARGS)
 
 predict: $(STAMP)
 	$(PY) -m app predict $(ARGS) $(FILES)

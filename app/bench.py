@@ -390,6 +390,17 @@ def mediapipe_inference(path: Path, image: np.ndarray, repeats: int) -> dict:
         return _latencies(lambda: classifier.classify(rgb), repeats)
 
 
+def reader_inference(path: Path, repeats: int) -> dict:
+    """One-thread LiteRT latency of the reader on one stretched picture (its input is batch 1)."""
+    from app.reader import SIDE
+
+    single = TFLiteClassifier(path, threads=1)
+    picture = np.full((1, SIDE, SIDE, 3), 230, np.uint8)
+    picture[0, 20:76, 44:52] = 30  # a dark "1" on paper; the graph's work does not depend on it
+    single.interpreter.set_tensor(single.input["index"], picture)
+    return _latencies(single.interpreter.invoke, repeats)
+
+
 def keras_inference(model, image: np.ndarray, repeats: int, batch: int) -> dict:
     """The same measurements for the Keras model's `predict_on_batch` (TensorFlow's threads)."""
     one = image[None].astype(np.float32)
@@ -518,6 +529,8 @@ def bench(run: Path, exported: Path, compare: bool = False, quick: bool = False,
             "mediapipe": mediapipe_inference(exported / "digit_classifier.tflite", image, repeats // 2),
             "keras": keras_inference(trained, image, max(10, repeats // 10), batch),
         },
+        **({"reader": {"digit_reader": reader_inference(exported / "digit_reader.tflite", repeats // 2)}}
+           if (exported / "digit_reader.tflite").exists() else {}),
         "predict": predict_throughput(exported / "model_int8.tflite", Path(devset), 20 if quick else 1000),
         "exported_bytes": file_sizes(exported),
     }
@@ -564,6 +577,9 @@ def markdown(result: dict) -> str:
         if "batch" in row:
             lines.append(f"| {name} throughput, batch {row['batch']} | "
                          f"{row['batch_images_per_second']:,.0f} images/s |")
+    for name, row in result.get("reader", {}).items():
+        lines.append(f"| {name} latency, 1 stretched picture, LiteRT, 1 thread | "
+                     f"median {row['median_us']:,.0f} us, p99 {row['p99_us']:,.0f} us |")
     for p in result["predict"]:
         processes = "1 process" if p["jobs"] == 1 else f"{p['jobs']} worker processes"
         lines.append(f"| predict (contract + int8 model), {p['images']:,} development photos, {processes} "

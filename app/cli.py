@@ -1,4 +1,4 @@
-"""The command line: `python -m app {train,export,predict,results,realworld,cases,bench}`.
+"""The command line: `python -m app {train,export,predict,results,realworld,cases,bench,pictures,reader,export-reader}`.
 
 Every error a user can fix prints one line and exits with the code of its kind (see
 `app.errors`); heavy modules are imported only by the command that needs them, so `predict`
@@ -128,6 +128,23 @@ def build_parser() -> Parser:
     cases = commands.add_parser(
         "cases", help="write the preprocessing contract's conformance cases: pictures and their 28x28s")
     cases.add_argument("--out", default="tests/contract", help="the cases' folder (default tests/contract)")
+
+    pictures = commands.add_parser("pictures", help="draw the shipped model's parameter chart and accuracy curve")
+    pictures.add_argument("--exported", default="exported", help="the folder `make export` wrote")
+    pictures.add_argument("--out", default="results", help="where parameters.png and accuracy.png go")
+    add_verbose(pictures)
+
+    read = commands.add_parser("reader", help="train the reader's ink net and classifier on rendered pictures")
+    read.add_argument("--out", default="runs/reader", help="the run folder (resumed when it holds finished stages)")
+    read.add_argument("--exported", default="exported", help="the exported set whose classifier is fine-tuned")
+    read.add_argument("--quick", action="store_true", help="a tiny recipe: a smoke test")
+    add_verbose(read)
+
+    read_export = commands.add_parser("export-reader", help="export and verify exported/digit_reader.tflite")
+    read_export.add_argument("--run", default="runs/reader", help="a finished `reader` run")
+    read_export.add_argument("--out", default="exported", help="the exported set to add the reader to")
+    read_export.add_argument("--devset", default="devset", help="the development set's folder (written if missing)")
+    add_verbose(read_export)
 
     bench = commands.add_parser("bench", help="measure training throughput, time to accuracy, latency")
     bench.add_argument("--run", default="runs/seed0", help="a finished default run; bench.json/md go here")
@@ -322,6 +339,55 @@ def run_bench(args) -> int:
     return 0
 
 
+def run_pictures(args) -> int:
+    from app.files import make_folder
+
+    if not (Path(args.exported) / "metadata.json").is_file():
+        raise InputFileError(f"no {args.exported}/metadata.json; run `make export` first")
+    make_folder(args.out)
+    import_tensorflow()
+    from app.plots import shipped
+
+    print("wrote " + " and ".join(str(p) for p in shipped(Path(args.exported), Path(args.out))))
+    return 0
+
+
+def run_reader(args) -> int:
+    from app.files import make_folder
+
+    if not (Path(args.exported) / "saved_model").is_dir():
+        raise InputFileError(f"no exported classifier in {args.exported}; run `make export` first")
+    make_folder(args.out)
+    import_tensorflow()
+    from app.files import folder_lock
+    from app.reader_train import train_reader
+
+    command = command_line(args.argv)
+    with folder_lock(args.out, command):  # a second run into the same folder is refused (exit 4)
+        record = train_reader(args.out, args.exported, quick=args.quick, command=command)
+    print(f"{args.out}: validation {100 * record['validation_accuracy']:.2f}% of "
+          f"{record['validation_pictures']:,} rendered pictures; blank refused "
+          f"{100 * (record['blank_refused'] or 0):.1f}%, digits refused {100 * record['digits_refused']:.1f}%")
+    return 0
+
+
+def run_export_reader(args) -> int:
+    if not (Path(args.run) / "reader.json").is_file():
+        raise InputFileError(
+            f"{args.run} holds no finished reader run; run `python -m app reader --out {args.run}` first")
+    import_tensorflow()
+    from app.reader_export import export_reader
+
+    record = export_reader(args.run, args.out, args.devset, command=command_line(args.argv))
+    mnist = record["mnist_test"]
+    print(f"MNIST test as pictures: LiteRT {100 * mnist['litert']:.2f}%, MediaPipe {100 * mnist['mediapipe']:.2f}%")
+    for part, scores in record["parts"].items():
+        for kind, entry in scores["kinds"].items():
+            print(f"{part:>8} {kind:>8}: MediaPipe {100 * entry['mediapipe']:.2f}% of {entry['pictures']:,}")
+    print(f"wrote {args.out}/{record['file']} ({record['bytes']:,} B) and {args.out}/reader.json")
+    return 0
+
+
 COMMANDS = {
     "train": run_train,
     "export": run_export,
@@ -330,6 +396,9 @@ COMMANDS = {
     "realworld": run_realworld,
     "cases": run_cases,
     "bench": run_bench,
+    "pictures": run_pictures,
+    "reader": run_reader,
+    "export-reader": run_export_reader,
 }
 
 

@@ -21,6 +21,12 @@ Eight kinds in nine parts with their own sources and seeds:
 - `boxed`: photos as above, in ink, of a digit written inside a box drawn or printed around
   it (a form's field), the box at most a few degrees turned, sometimes touching the digit
   (the `boxed` part only).
+- `canvas`: MNIST test digits drawn in a drawing app: thick flat strokes of any colour on a
+  white (or dark) phone-shaped canvas, anywhere on it (the `canvas` part only).
+- `shadow`: photos as above, in ink, with a hard-edged shadow across the sheet (the `shadow`
+  part only).
+- `tilted`: desk photos seen at a slight perspective, the sheet's edges askew (the `tilted`
+  part only).
 
 `dev/` is for tuning the preprocessing constants and the training recipe; `heldout/` and
 `final/` are only for reporting. The photo digits come from the MNIST test split (the model
@@ -32,7 +38,9 @@ second half again with its own seed: new pictures of digits `heldout` also holds
 pen digits) its margin step, `far/` (test images 4000-4999, no pen digits) small digits,
 `blank/` (1,000 pictures, no digits) the refusal of pictures with none, `boxed/` (test images
 1000-1999 again, the second half of `dev`'s, in new pictures) the clearing of a box around
-the digit.
+the digit, `canvas/` (test images 6000-6999 again) drawing-app canvases, `shadow/` (test images
+8000-8999 again) hard-edged shadows across the sheet, `tilted/` (test images 3000-3999 again) a
+sheet on a desk seen at a slight perspective.
 """
 
 from __future__ import annotations
@@ -54,6 +62,9 @@ PARTS = {
     "far": (6, slice(4000, 5000), None),
     "blank": (7, slice(0, 1000), None),  # the slice counts pictures: none of them holds a digit
     "boxed": (8, slice(1000, 2000), None),
+    "canvas": (9, slice(6000, 7000), None),
+    "shadow": (10, slice(8000, 9000), None),
+    "tilted": (11, slice(3000, 4000), None),
 }
 NO_DIGIT = -1  # the label of a picture without a digit: refusing it is the right answer
 
@@ -99,9 +110,17 @@ def ruling(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
     return coverage
 
 
-def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False,
-          desk: bool = False, far: bool = False, boxed: bool = False) -> tuple[Image.Image, str]:
-    """An MNIST digit (uint8 28x28, light on dark) photographed on paper.
+def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False, desk: bool = False,
+          far: bool = False, boxed: bool = False, **scene) -> tuple[Image.Image, str]:
+    """An MNIST digit (uint8 28x28, light on dark) photographed on paper (`photo_with_ink`'s picture)."""
+    picture, polarity, _ = photo_with_ink(digit, rng, lined=lined, desk=desk, far=far, boxed=boxed, **scene)
+    return picture, polarity
+
+
+def photo_with_ink(digit: np.ndarray, rng: np.random.Generator, lined: bool = False, desk: bool = False,
+                   far: bool = False, boxed: bool = False, tilted: bool = False,
+                   hard_shadow: bool = False) -> tuple[Image.Image, str, np.ndarray]:
+    """An MNIST digit (uint8 28x28, light on dark) photographed on paper, and where its ink lies.
 
     Args:
         digit: the MNIST digit.
@@ -110,9 +129,13 @@ def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False,
         desk: a sheet covering 55-90% of the picture's height and width on a darker desk, in ink.
         far: a digit 5-30% of the shorter side on a 480-1,200 px picture, in ink.
         boxed: inside a box drawn around the digit, in ink.
+        tilted: the sheet (with `desk`) seen at a slight perspective: each corner moved by up to
+            8% of the side, so the sheet's edges run askew.
+        hard_shadow: a hard-edged shadow (a hand's or a phone's) across part of the picture.
 
     Returns:
-        The RGB image and its polarity ("dark-on-light" for ink, "light-on-dark" for chalk).
+        The RGB image, its polarity ("dark-on-light" for ink, "light-on-dark" for chalk) and the
+        digit's ink coverage (float 0..1, the image's height and width; a drawn box is not ink).
     """
     low, high = (480, 1200) if far else (96, 320)
     height, width = int(rng.integers(low, high)), int(rng.integers(low, high))
@@ -134,6 +157,7 @@ def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False,
     h, w = min(ink.height, box[2]), min(ink.width, box[3])
     top, left = box[0] + int(rng.integers(0, box[2] - h + 1)), box[1] + int(rng.integers(0, box[3] - w + 1))
     alpha[top : top + h, left : left + w] = np.asarray(ink, np.float32)[:h, :w] / 255.0
+    digit_ink = alpha.copy()
     if boxed:
         alpha = np.maximum(alpha, box_around((top, left, h, w), alpha.shape, rng))
     dark = rng.random() < 0.25 and not (lined or desk or far or boxed)
@@ -153,11 +177,77 @@ def photo(digit: np.ndarray, rng: np.random.Generator, lined: bool = False,
         around = np.ones((height, width), bool)
         around[box[0] : box[0] + box[2], box[1] : box[1] + box[3]] = False
         image[around] = rng.uniform(15, 110) * table
+        if tilted:
+            image, digit_ink = tilt(image, digit_ink, rng)
+    if hard_shadow:
+        shade = shade * hard_shade(height, width, rng)
     image = image * shade[..., None]
     image = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8))
     image = image.filter(ImageFilter.GaussianBlur(rng.uniform(0, 1.5)))
     noisy = np.asarray(image, np.float32) + rng.normal(0, rng.uniform(2, 12), (height, width, 1))
-    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)), "light-on-dark" if dark else "dark-on-light"
+    polarity = "light-on-dark" if dark else "dark-on-light"
+    return Image.fromarray(np.clip(noisy, 0, 255).astype(np.uint8)), polarity, digit_ink
+
+
+def tilt(image: np.ndarray, ink: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """The picture and its ink seen at a slight perspective (corners moved up to 8% of the side).
+
+    What comes into view past the picture's edge is the desk, the colour of the corner pixel.
+    """
+    height, width = ink.shape
+    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
+    moved = corners + rng.uniform(-0.08, 0.08, (4, 2)) * [width, height]
+    # The perspective's 8 coefficients map each output corner to where it is seen in the input.
+    rows = []
+    for (x, y), (u, v) in zip(corners, moved):
+        rows += [[x, y, 1, 0, 0, 0, -u * x, -u * y], [0, 0, 0, x, y, 1, -v * x, -v * y]]
+    coefficients = np.linalg.solve(np.array(rows), moved.reshape(-1))
+    desk = tuple(int(c) for c in np.clip(image[0, 0], 0, 255))
+    picture = Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).transform(
+        (width, height), Image.PERSPECTIVE, coefficients, Image.BILINEAR, fillcolor=desk)
+    coverage = Image.fromarray(ink, mode="F").transform((width, height), Image.PERSPECTIVE, coefficients,
+                                                        Image.BILINEAR, fillcolor=0)
+    return np.asarray(picture, np.float32), np.asarray(coverage, np.float32)
+
+
+def hard_shade(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
+    """The light factor of a hard-edged shadow: a polygon from one side, 25-60% darker."""
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    angle = rng.uniform(0, 2 * np.pi)
+    reach = (np.cos(angle) * (xs / width - 0.5) + np.sin(angle) * (ys / height - 0.5))
+    # A straight edge, bent once (a hand's or a phone's outline), blurred by about a pixel.
+    bend = rng.uniform(-0.4, 0.4) * np.abs(-np.sin(angle) * (xs / width - 0.5) + np.cos(angle) * (ys / height - 0.5))
+    edge = (reach + bend - rng.uniform(-0.3, 0.3)) * min(height, width) / rng.uniform(0.5, 1.5)
+    return 1 - rng.uniform(0.25, 0.6) / (1 + np.exp(-np.clip(edge, -50, 50)))
+
+
+def canvas(digit: np.ndarray, rng: np.random.Generator) -> tuple[Image.Image, np.ndarray]:
+    """An MNIST digit drawn in a drawing app: thick strokes of any colour, anywhere on the canvas.
+
+    A phone-shaped or square canvas 200-900 px, white (a fifth dark), the digit 25-80% of the
+    shorter side, its strokes thickened to 1.5-3 times MNIST's, in one flat colour, no noise.
+
+    Returns:
+        The RGB image and the digit's ink coverage (float 0..1).
+    """
+    short = int(rng.integers(200, 900))
+    long = int(short * rng.choice([1.0, 4 / 3, 16 / 9, 2.0]))
+    height, width = (long, short) if rng.random() < 0.6 else (short, long)
+    side = int(rng.uniform(0.25, 0.8) * min(height, width))
+    ink = Image.fromarray(digit).resize((side, side), Image.BICUBIC)
+    size = max(3, int(side / 28 * rng.uniform(0.5, 2.2)) | 1)
+    ink = ink.filter(ImageFilter.MaxFilter(size)).filter(ImageFilter.GaussianBlur(side / 200))
+    alpha = np.zeros((height, width), np.float32)
+    top, left = int(rng.integers(0, height - side + 1)), int(rng.integers(0, width - side + 1))
+    alpha[top : top + side, left : left + side] = np.clip(np.asarray(ink, np.float32) / 255.0 * 1.5, 0, 1)
+    dark = rng.random() < 0.2
+    ground = np.full(3, rng.uniform(0, 40) if dark else rng.uniform(225, 255))
+    while True:  # a colour that stands out from the canvas in brightness (what a gray reader sees)
+        colour = rng.uniform(0, 255, 3)
+        if abs(colour @ (0.299, 0.587, 0.114) - ground[0]) > 80:
+            break
+    image = ground[None, None, :] * (1 - alpha[..., None]) + colour[None, None, :] * alpha[..., None]
+    return Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)), alpha
 
 
 def box_around(placed: tuple[int, int, int, int], shape: tuple[int, int], rng: np.random.Generator) -> np.ndarray:
@@ -235,12 +325,16 @@ def write(out: str | Path, part: str, seed: int = 0, limit: int | None = None) -
             name = f"tight_{i:04d}.png"
             picture, polarity = cut_out(image, rng)
             picture.save(folder / name)
+        elif part == "canvas":
+            name, polarity = f"canvas_{i:04d}.png", "any"
+            canvas(image, rng)[0].save(folder / name)
         else:
             # A blank picture is one of the photo parts' scenes, drawn at random.
             scene = rng.choice(["plain", "lined", "desk", "far"]) if part == "blank" else part
             name = f"{'blank' if part == 'blank' else 'photo'}_{i:04d}.jpg"
-            picture, polarity = photo(image, rng, lined=scene == "lined", desk=scene == "desk", far=scene == "far",
-                                      boxed=scene == "boxed")
+            picture, polarity = photo(image, rng, lined=scene == "lined", desk=scene in ("desk", "tilted"),
+                                      far=scene == "far", boxed=scene == "boxed", tilted=scene == "tilted",
+                                      hard_shadow=scene == "shadow")
             picture.save(folder / name, quality=int(rng.integers(35, 95)))
         rows.append((name, int(label), "photo" if part in ("dev", "heldout", "final") else part, polarity))
     pens = load_digits()

@@ -40,7 +40,7 @@ class TFLiteClassifier:
         self.output = self.interpreter.get_output_details()[0]
 
     def __call__(self, pixels: np.ndarray) -> np.ndarray:
-        """Returns the probabilities `[n, 10]` of raw pixel images `[n, 28, 28, 1]`."""
+        """Returns the probabilities `[n, classes]` of raw pixel images (`[n, 28, 28, 1]` for the classifier)."""
         results = []
         for image in pixels:
             self.interpreter.set_tensor(self.input["index"], quantize(image[None], self.input))
@@ -55,6 +55,8 @@ def quantize(values: np.ndarray, detail: dict) -> np.ndarray:
     if not np.issubdtype(detail["dtype"], np.integer):
         return values.astype(detail["dtype"])
     info = np.iinfo(detail["dtype"])
+    if scale == 0:  # raw integers (the reader's uint8 pixels): no quantization to apply
+        return np.clip(np.round(values), info.min, info.max).astype(detail["dtype"])
     return np.clip(np.round(values / scale + zero_point), info.min, info.max).astype(detail["dtype"])
 
 

@@ -63,3 +63,49 @@ def parameters(model, path: Path) -> None:
     ax.set_title(f"{model.name}: {model.count_params():,} parameters in total")
     ax.set_xlim(0, max(counts) * 1.15)
     _save(fig, path)
+
+
+def test_curve(per_epoch: list[float], path: Path, title: str) -> None:
+    """Draws the test accuracy after each epoch of one run, with the 99.40% target.
+
+    Args:
+        per_epoch: test accuracy (fraction) after epochs 1, 2, ...
+        path: the PNG to write.
+        title: the chart's title.
+    """
+    fig, ax = plt.subplots(figsize=(6, 4))
+    epochs = range(1, len(per_epoch) + 1)
+    ax.plot(epochs, [100 * a for a in per_epoch], "s-", label="test (final epoch reported)")
+    ax.axhline(99.4, color="gray", linestyle="--", linewidth=1, label="99.40% target")
+    ax.set_ylim(max(0.0, min(95.0, 100 * min(per_epoch) - 1.0)), 100.0)
+    ax.set_xticks(list(epochs))
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    _save(fig, path)
+
+
+def shipped(exported: Path, out: Path) -> list[Path]:
+    """The shipped model's parameter chart and accuracy curve, from `exported/metadata.json`.
+
+    The chart is drawn from the model its configuration builds (the same parameters, layer by
+    layer); the curve from the test accuracy its training run recorded after each epoch.
+
+    Returns:
+        The two PNG files written (`out/parameters.png`, `out/accuracy.png`).
+    """
+    import json
+
+    from app.config import ModelConfig
+    from app.model import build_model
+
+    metadata = json.loads((Path(exported) / "metadata.json").read_text())
+    run = metadata["run_metrics"]
+    model = build_model(ModelConfig.from_dict(run["config"]))
+    parameters(model, Path(out) / "parameters.png")
+    per_epoch = run["test_accuracy_per_epoch"]
+    test_curve(per_epoch, Path(out) / "accuracy.png",
+               f"{metadata['source_run']} (seed {run['seed']}): final test {100 * per_epoch[-1]:.2f}%")
+    return [Path(out) / "parameters.png", Path(out) / "accuracy.png"]

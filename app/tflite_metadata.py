@@ -27,11 +27,19 @@ def _schema():
     return schema
 
 
-def metadata_flatbuffer(labels: list[str], **about: str) -> bytes:
+CLASSIFIER_INPUT = ("A 28x28 RGB image of one digit after the preprocessing contract: light digit "
+                    "on black, fitted in 20x20 and centred by mass (see the README).")
+CLASSIFIER_OUTPUT = "The probability of each digit 0-9."
+
+
+def metadata_flatbuffer(labels: list[str], input_description: str = CLASSIFIER_INPUT,
+                        output_description: str = CLASSIFIER_OUTPUT, **about: str) -> bytes:
     """The metadata of an image classifier with a uint8 RGB input and a probability output.
 
     Args:
         labels: the class names, in output order (the caller packs them as `labels.txt`).
+        input_description: what the input pixels are.
+        output_description: what the probabilities are.
         **about: the model's `name`, `description`, `version`, `author` and `license`.
     """
     s = _schema()
@@ -48,13 +56,12 @@ def metadata_flatbuffer(labels: list[str], **about: str) -> bytes:
     stats.min, stats.max = [0.0], [255.0]
     pixels = s.TensorMetadataT()
     pixels.name = "pixels"
-    pixels.description = ("A 28x28 RGB image of one digit after the preprocessing contract: light digit "
-                          "on black, fitted in 20x20 and centred by mass (see the README).")
+    pixels.description = input_description
     pixels.content, pixels.processUnits, pixels.stats = image, [normalization], stats
 
     labels_file = s.AssociatedFileT()
     labels_file.name = LABELS_FILE
-    labels_file.description = "The digit of each output, in order."
+    labels_file.description = "The label of each output, in order."
     labels_file.type = s.AssociatedFileType.TENSOR_AXIS_LABELS
     scores = s.ContentT()
     scores.contentPropertiesType = s.ContentProperties.FeatureProperties
@@ -63,7 +70,7 @@ def metadata_flatbuffer(labels: list[str], **about: str) -> bytes:
     out_stats.min, out_stats.max = [0.0], [1.0]
     probabilities = s.TensorMetadataT()
     probabilities.name = "probabilities"
-    probabilities.description = "The probability of each digit 0-9."
+    probabilities.description = output_description
     probabilities.content, probabilities.stats = scores, out_stats
     probabilities.associatedFiles = [labels_file]
 

@@ -155,3 +155,12 @@ def test_boxed_part_is_ink_photos_of_a_digit_inside_a_box(tmp_path):
     assert coverage[60:120, 70:110].max() == 0 and coverage[:20].max() == 0 and coverage[170:].max() == 0
     lit_rows = np.flatnonzero(coverage.max(axis=1) > 0.3)
     assert 40 - 15 - 2 <= lit_rows.min() <= 40 and 140 <= lit_rows.max() <= 140 + 15 + 2  # 0-15% of 100 off
+
+
+def test_the_phone_style_parts_are_their_own_kinds(tmp_path):
+    for part, polarity in (("canvas", "any"), ("tilted", "dark-on-light")):
+        rows = devset.read_labels(devset.write(tmp_path, part, limit=4))
+        assert [(kind, p) for _, _, kind, p in rows] == [(part, polarity)] * 4  # no pens
+    rows = devset.read_labels(devset.write(tmp_path, "shadow", limit=4))
+    assert [kind for _, _, kind, _ in rows] == ["shadow"] * 4
+    assert all(path.suffix == ".png" for path, *_ in devset.read_labels(tmp_path / "canvas"))

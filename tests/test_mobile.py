@@ -88,7 +88,8 @@ def test_the_readme_mediapipe_snippet_runs(formats, test_images, tmp_path):
     images, labels = test_images
     Image.fromarray(images[0][..., 0].astype(np.uint8)).save(tmp_path / "digit.png")
     readme = (ROOT / "README.md").read_text()
-    [snippet] = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "vision.ImageClassifier" in b]
+    [snippet] = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S)
+                 if "digit_classifier.tflite" in b and "vision.ImageClassifier" in b]
     snippet = snippet.replace("photo_of_a_digit.jpg", str(tmp_path / "digit.png")).replace(
         "exported/digit_classifier.tflite", str(formats[1] / "digit_classifier.tflite"))
     printed = io.StringIO()

@@ -153,6 +153,7 @@ def run_page(tmp: Path) -> None:
                      for strokes in DRAWINGS.values()],
         "screenshot": str(screenshot_path(tmp)),
     }
+    request["reader"] = reader_request(tmp)
     (tmp / "request.json").write_text(json.dumps(request))
     try:
         run = subprocess.run(["node", "test/drive.mjs", tmp / "request.json", tmp / "result.json"], cwd=WEB,
@@ -160,6 +161,40 @@ def run_page(tmp: Path) -> None:
     finally:
         server.shutdown()
     assert run.returncode == 0, run.stderr[-2000:]
+
+
+READER = ROOT / "exported" / "digit_reader.tflite"
+READER_PARTS = ("heldout", "desk", "tilted", "shadow", "lined", "canvas", "blank")
+READER_PICTURES = 10  # of each kind
+
+
+def reader_request(tmp: Path) -> dict:
+    """Development pictures for the reader: as files, and stretched by Python (for exact parity)."""
+    from app import devset
+    from app.reader_export import picture, stretched
+
+    rows = []
+    for part in READER_PARTS:
+        rows += devset.read_labels(devset.write(tmp / "reader", part, limit=READER_PICTURES))
+    (tmp / "reader.json").write_text(json.dumps([[str(path), label] for path, label, *_ in rows]))
+    return {"stretched": [stretched(picture(path))[0].reshape(-1).tolist() for path, *_ in rows[:20]],
+            "files": [{"name": str(path), "base64": base64.b64encode(path.read_bytes()).decode()}
+                      for path, *_ in rows]}
+
+
+def test_the_reader_in_the_browser_computes_what_python_litert_computes(browser):
+    from app.litert import TFLiteClassifier
+    from app.reader_export import picture, stretched
+
+    rows = json.loads((browser["seen"].parent / "reader.json").read_text())
+    run = TFLiteClassifier(READER)
+    expected = np.stack([run(stretched(picture(path)))[0] for path, _ in rows[:20]])
+    assert np.abs(np.array(browser["reader"]["pixels"]) - expected).max() < 1e-4
+    # Files decoded and stretched by the browser itself: the same label on nearly all.
+    python = [("0123456789" + "n")[run(stretched(picture(path)))[0].argmax()] for path, _ in rows]
+    page = [item["label"][0] for item in browser["reader"]["labels"]]
+    assert len(page) == len(rows) == len(READER_PARTS) * READER_PICTURES + READER_PICTURES  # heldout: photos and pens
+    assert np.mean(np.array(python) == np.array(page)) >= 0.95
 
 
 def test_browser_int8_output_bytes_equal_python_litert(browser):
@@ -297,3 +332,4 @@ def test_javascript_module_imports_resolve_locally():
     for path in WEB.glob("*.js"):
         assert "http" not in re.sub(r"^\s*//.*$", "", path.read_text(), flags=re.M), path.name
     assert (WEB / "model_int8.tflite").resolve() == MODEL.resolve()
+    assert (WEB / "digit_reader.tflite").resolve() == READER.resolve()

@@ -3,9 +3,12 @@
 //   await tinymnist.ready;                       // the model is loaded
 //   await tinymnist.classify(pixels);            // Uint8Array(784): MNIST-style, row-major
 //   await tinymnist.classifyImage(blob);         // any image Blob, through the contract
+//   await tinymnist.readImage(blob);             // any image Blob, through the reader model
 //
-// Both resolve to {digit, probabilities} (classifyImage adds `pixels`, the 28x28 the model
-// saw); classifyImage rejects with "no digit found (...)" for a blank or noise-only image.
+// The first two resolve to {digit, probabilities} (classifyImage adds `pixels`, the 28x28 the
+// model saw); classifyImage rejects with "no digit found (...)" for a blank or noise-only image.
+// readImage stretches the picture to the reader's square, as MediaPipe does, and resolves to
+// {label, digit, probabilities}: label "0"-"9" or "none", digit null for "none".
 import { loadAndCompile, loadLiteRt, Tensor } from "@litertjs/core";
 
 import { MAX_PIXELS, NoDigitError, SIZE, preprocessRGBA } from "./preprocess.js";
@@ -13,15 +16,25 @@ import { MAX_PIXELS, NoDigitError, SIZE, preprocessRGBA } from "./preprocess.js"
 // The wasm runtime and the model are served beside this file: the page works offline.
 const WASM = new URL("./node_modules/@litertjs/core/wasm/", import.meta.url).href;
 const MODEL = new URL("./model_int8.tflite", import.meta.url).href;
+// The reader: uint8 RGB [1, 96, 96, 3] in, 11 float32 probabilities (digits, then "none") out.
+const READER = new URL("./digit_reader.tflite", import.meta.url).href;
+const READER_SIDE = 96;
+const READER_LABELS = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "none"];
 // The int8 model takes raw pixels (uint8, scale 1) and gives uint8 probabilities: TFLite
 // quantizes a softmax output with scale 1/256 and zero point 0.
 const OUTPUT_SCALE = 1 / 256;
 
 let model = null;
+let reader = null;
 
 async function load() {
   await loadLiteRt(WASM);
   model = await loadAndCompile(MODEL, { accelerator: "wasm" });
+  reader = await loadAndCompile(READER, { accelerator: "wasm" });
+  const given = reader.getInputDetails()[0];
+  if (given.dtype !== "uint8" || given.shape.join() !== [1, READER_SIDE, READER_SIDE, 3].join()) {
+    throw new Error(`${READER} is not the digit reader (input ${given.dtype}[${given.shape}])`);
+  }
   const input = model.getInputDetails()[0], output = model.getOutputDetails()[0];
   if (input.dtype !== "uint8" || output.dtype !== "uint8" || input.shape.join() !== [1, SIZE, SIZE, 1].join()) {
     throw new Error(`${MODEL} is not the int8 digit model (input ${input.dtype}[${input.shape}], output ${output.dtype})`);
@@ -86,5 +99,45 @@ async function classifyImage(blob) {
   return { ...(await classify(pixels)), pixels };
 }
 
-window.tinymnist = { ready, classify, classifyImage, preprocessImageData, NoDigitError };
-export { ready, classify, classifyImage, preprocessImageData, NoDigitError };
+/** Reads RGB bytes of a picture already stretched to READER_SIDE x READER_SIDE. */
+async function readPixels(rgb) {
+  await ready;
+  if (!rgb || rgb.length !== READER_SIDE * READER_SIDE * 3) {
+    throw new Error(`readPixels expects ${READER_SIDE * READER_SIDE * 3} RGB values, got ${rgb ? rgb.length : rgb}`);
+  }
+  const input = new Tensor(Uint8Array.from(rgb), [1, READER_SIDE, READER_SIDE, 3]);
+  let outputs;
+  try {
+    outputs = await reader.run(input);
+  } finally {
+    input.delete();
+  }
+  const probabilities = Array.from(outputs[0].toTypedArray());
+  for (const tensor of outputs) tensor.delete();
+  let best = 0;
+  for (let k = 1; k < probabilities.length; k++) if (probabilities[k] > probabilities[best]) best = k;
+  const label = READER_LABELS[best];
+  return { label, digit: label === "none" ? null : best, probabilities };
+}
+
+/** Stretches an image Blob to the reader's square (no aspect kept, as MediaPipe does) and reads it. */
+async function readImage(blob) {
+  let bitmap;
+  try {
+    bitmap = await createImageBitmap(blob, { imageOrientation: "from-image", colorSpaceConversion: "none" });
+  } catch {
+    throw new Error("not an image (the browser cannot decode it)");
+  }
+  const canvas = new OffscreenCanvas(READER_SIDE, READER_SIDE);
+  const context = canvas.getContext("2d", { willReadFrequently: true });
+  context.imageSmoothingQuality = "low"; // bilinear, as LiteRT's and MediaPipe's resizers
+  context.drawImage(bitmap, 0, 0, READER_SIDE, READER_SIDE);
+  bitmap.close();
+  const rgba = context.getImageData(0, 0, READER_SIDE, READER_SIDE).data;
+  const rgb = new Uint8Array(READER_SIDE * READER_SIDE * 3);
+  for (let i = 0, j = 0; i < rgba.length; i += 4, j += 3) rgb.set([rgba[i], rgba[i + 1], rgba[i + 2]], j);
+  return readPixels(rgb);
+}
+
+window.tinymnist = { ready, classify, classifyImage, readImage, readPixels, preprocessImageData, NoDigitError };
+export { ready, classify, classifyImage, readImage, readPixels, preprocessImageData, NoDigitError };

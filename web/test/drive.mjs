@@ -3,9 +3,11 @@
 //   node test/drive.mjs REQUEST.json RESULT.json
 //
 // REQUEST: {url, mnist: [[784 values]...], images: [{name, base64}], drawings: [[stroke...]...],
-// screenshot}; a stroke is a list of [x, y] points in 0..1 of the canvas. RESULT: {mnist:
-// [[10 output bytes]...], images: [{name, digit, probabilities, pixels} | {name, error}],
-// drawings: [shown answer...], errors: [page errors]}. The test (tests/test_web.py) asserts.
+// screenshot, reader: {stretched: [[96*96*3 RGB values]...], files: [{name, base64}]}}; a stroke
+// is a list of [x, y] points in 0..1 of the canvas. RESULT: {mnist: [[10 output bytes]...],
+// images: [{name, digit, probabilities, pixels} | {name, error}], reader: {pixels: [[11
+// probabilities]...], labels: [{name, label}]}, drawings: [shown answer...], errors: [page
+// errors]}. The test (tests/test_web.py) asserts.
 import { readFileSync, writeFileSync } from "node:fs";
 
 import { chromium } from "playwright-core";
@@ -49,6 +51,18 @@ try {
     return out;
   }, request.images);
 
+  // The reader: RGB bytes already stretched (parity with Python LiteRT), then picture files.
+  const reader = await page.evaluate(async ({ stretched, files }) => {
+    const pixels = [];
+    for (const rgb of stretched) pixels.push((await window.tinymnist.readPixels(Uint8Array.from(rgb))).probabilities);
+    const labels = [];
+    for (const { name, base64 } of files) {
+      const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
+      labels.push({ name, label: (await window.tinymnist.readImage(new Blob([bytes]))).label });
+    }
+    return { pixels, labels };
+  }, request.reader || { stretched: [], files: [] });
+
   const drawings = [];
   const box = await page.locator("#canvas").boundingBox();
   for (const strokes of request.drawings) {
@@ -66,7 +80,7 @@ try {
     drawings.push(await page.textContent("#digit"));
   }
   if (request.screenshot) await page.screenshot({ path: request.screenshot });
-  writeFileSync(resultPath, JSON.stringify({ mnist, images, drawings, errors }));
+  writeFileSync(resultPath, JSON.stringify({ mnist, images, reader, drawings, errors }));
 } finally {
   await browser.close();
 }
