@@ -163,6 +163,8 @@ def export_reader(run: str | os.PathLike, exported: str | os.PathLike = "exporte
                   devset: str | os.PathLike = "devset", command: str | None = None) -> dict:
     """Builds, verifies and writes `exported/digit_reader.tflite` and `exported/reader.json`.
 
+    The reader's files and figures are also recorded in `exported/metadata.json`.
+
     Args:
         run: a finished `python -m app reader` run folder.
         exported: the exported set the reader's classifier was fine-tuned from.
@@ -229,4 +231,27 @@ def export_reader(run: str | os.PathLike, exported: str | os.PathLike = "exporte
         with atomic_path(exported / READER_FILE) as tmp:
             tmp.write_bytes(content)
         write_json(exported / RECORD_FILE, record)
+        record_in_metadata(exported, record)
     return record
+
+
+def record_in_metadata(exported: Path, record: dict) -> None:
+    """Lists the reader's files in `exported/metadata.json` beside the classifier's, with its figures.
+
+    `metadata.json` stays the one index of what `exported/` holds (every file's size and
+    sha256); the reader's summary there is its accuracy on MNIST and per development part
+    through both runtimes, and their agreement; `reader.json` keeps the whole record.
+    """
+    from app.export import sha256
+
+    path = exported / "metadata.json"
+    metadata = json.loads(path.read_text())
+    for name in (READER_FILE, RECORD_FILE):
+        metadata["files"][name] = {"bytes": (exported / name).stat().st_size, "sha256": sha256(exported / name)}
+    metadata["reader"] = {
+        "file": READER_FILE, "record": RECORD_FILE, "bytes": record["bytes"], "input": record["input"],
+        "labels": record["labels"], "mnist_test": record["mnist_test"],
+        "parts": {part: {"agreement": scores["agreement"], **scores["kinds"]}
+                  for part, scores in record["parts"].items()},
+    }
+    write_json(path, metadata)

@@ -108,6 +108,34 @@ def test_the_committed_reader_record_clears_its_bars(record):
     assert record["mnist_test"]["pictures"] == 10_000
     assert min(record["mnist_test"]["litert"], record["mnist_test"]["mediapipe"]) >= 0.994
     assert record["mnist_test"]["agreement"] >= 0.995
+    # exported/metadata.json lists the reader's files and carries its figures.
+    metadata = json.loads((EXPORTED / "metadata.json").read_text())
+    assert metadata["files"]["digit_reader.tflite"]["bytes"] == record["bytes"]
+    assert metadata["reader"]["mnist_test"] == record["mnist_test"]
+    assert metadata["reader"]["parts"]["heldout"]["photo"] == record["parts"]["heldout"]["kinds"]["photo"]
+
+
+def test_the_reader_is_recorded_in_the_exported_metadata(tmp_path):
+    from app.export import sha256
+    from app.reader_export import record_in_metadata
+
+    (tmp_path / "metadata.json").write_text(json.dumps({"files": {"labels.txt": {"bytes": 20, "sha256": "x"}}}))
+    (tmp_path / "digit_reader.tflite").write_bytes(b"reader!")
+    (tmp_path / "reader.json").write_text("{}\n")
+    parts = {"tight": {"kinds": {"tight": {"pictures": 4, "litert": 0.75, "mediapipe": 0.5}}, "agreement": 0.75,
+                       "litert_pictures_per_second": 9.0}}
+    mnist = {"pictures": 10, "litert": 0.9, "mediapipe": 0.8, "agreement": 0.9}
+    record_in_metadata(tmp_path, {"bytes": 7, "input": [1, 96, 96, 3], "labels": reader.LABELS,
+                                  "mnist_test": mnist, "parts": parts})
+    metadata = json.loads((tmp_path / "metadata.json").read_text())
+    assert metadata["files"] == {
+        "labels.txt": {"bytes": 20, "sha256": "x"},
+        "digit_reader.tflite": {"bytes": 7, "sha256": sha256(tmp_path / "digit_reader.tflite")},
+        "reader.json": {"bytes": 3, "sha256": sha256(tmp_path / "reader.json")},
+    }
+    assert metadata["reader"]["mnist_test"] == mnist
+    assert metadata["reader"]["parts"] == {"tight": {"agreement": 0.75,
+                                                     "tight": {"pictures": 4, "litert": 0.75, "mediapipe": 0.5}}}
 
 
 @pytest.fixture(scope="module")
